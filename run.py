@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""The one entry point: `python run.py <command> [--config FILE] [key=value ...]`.
+
+Each command lives in its own module, imported only when chosen, which provides
+`add_arguments(parser)` (optional) and `run_command(args, cfg) -> int | None`.
+Any `UserError` ends the program with exit code 2 and one line `error: ...`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, NoReturn, Sequence
+
+from errors import UserError
+
+# command words -> (module, one-line help)
+COMMANDS = {
+    ("prep", "synthetic"): ("data_prep.synthetic", "write the built-in synthetic dataset"),
+    ("prep", "kinetics"): ("data_prep.kinetics", "build a Kinetics subset from a CSV and a video folder"),
+    ("train",): ("engine.train", "train (alone or under torchrun)"),
+    ("test",): ("engine.evaluate", "multi-view test of checkpoint=PATH, writes test_results.json"),
+    ("visualize",): ("analysis.visualize", "long-range frame relations of a non-local block"),
+    ("profile",): ("analysis.profile", "memory and FLOPs of non-local placements"),
+    ("bench", "decode"): ("analysis.bench_decode", "decode throughput per backend vs a bare decoder"),
+    ("bench", "loader"): ("analysis.bench_loader", "loader clips/s against the number of workers"),
+    ("bench", "model"): ("analysis.bench_model", "model clips/s and memory, fused vs reference non-local"),
+    ("demo",): ("engine.demo", "the end-to-end run behind `make demo`"),
+}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports mistakes as the project's single `error:` line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _usage() -> str:
+    width = max(len(" ".join(words)) for words in COMMANDS)
+    lines = ["usage: python run.py <command> [--config FILE] [key=value ...]", "", "commands:"]
+    lines += [f"  {' '.join(words):<{width}}  {help_}" for words, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _split_command(argv: Sequence[str]) -> tuple[tuple[str, ...], List[str]]:
+    for words in sorted(COMMANDS, key=len, reverse=True):
+        if tuple(argv[: len(words)]) == words:
+            return words, list(argv[len(words):])
+    given = " ".join(argv[:2]) if argv else ""
+    raise UserError(f"unknown command '{given}'; run `python run.py --help` for the list")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    words, rest = _split_command(argv)
+    module_name, help_ = COMMANDS[words]
+    module = importlib.import_module(module_name)
+    parser = _OneLineParser(prog=f"run.py {' '.join(words)}", description=help_)
+    parser.add_argument("--config", help="YAML experiment config (may list `defaults:`)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, key=value")
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
+    args = parser.parse_intermixed_args(rest)
+    from engine.config import load_config  # after parsing, so --help stays fast
+
+    cfg = load_config(args.config, args.overrides)
+    return int(module.run_command(args, cfg) or 0)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
