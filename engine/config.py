@@ -39,9 +39,11 @@ class OptimConfig:
     weight_decay: float = 1e-4
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     schedule: str = "cosine"  # cosine | multistep | constant
-    milestones: List[float] = field(default_factory=list)  # fractions of training for multistep
+    milestones: List[float] = field(default_factory=list)  # multistep: fractions of the post-warm-up steps
     gamma: float = 0.1
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # optimizer steps of linear warm-up
+    warmup_start_factor: float = 0.01  # warm-up starts at lr * this factor
+    min_lr_factor: float = 0.0  # cosine ends at lr * this factor
     clip_grad: float = 0.0  # max grad norm; 0 disables
     accumulate: int = 1  # gradient accumulation steps
     label_smoothing: float = 0.0
@@ -60,6 +62,9 @@ class TrainerConfig:
     channels_last: bool = False
     compile: bool = False
     threads: int = 0  # torch intra-op threads per process; 0 keeps torch's default
+    resume: str = ""  # PATH of a checkpoint, `auto` (the run's last.pt if present) or empty
+    find_unused_parameters: bool = False  # DDP option for models with conditional branches
+    progress_bar: bool = True
 
 
 @dataclass
@@ -68,6 +73,7 @@ class TestConfig:
     crops: int = 1
     split: str = "val"
     checkpoint: str = ""
+    batch_size: int = 0  # videos per batch at test time; 0: data.batch_size
 
 
 @dataclass

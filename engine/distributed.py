@@ -1,0 +1,117 @@
+"""One code path for a single process and for torchrun: process group, device, rank-aware helpers.
+
+torchrun (single- or multi-node, through its rendezvous arguments) sets RANK/WORLD_SIZE/LOCAL_RANK;
+without them the run is a world of one and no process group is created. NCCL on GPU, gloo on CPU.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from errors import UserError
+
+BACKENDS = {"cuda": "nccl", "cpu": "gloo"}
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits in the job and which device it computes on."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError as exc:
+        raise UserError(f"environment variable {name}={value!r} is not an integer") from exc
+
+
+def _choose_device(requested: str, local_rank: int) -> torch.device:
+    if requested not in ("auto", "cpu", "cuda"):
+        raise UserError(f"trainer.device={requested!r}: expected auto, cpu or cuda")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("trainer.device=cuda but no CUDA device is available; use trainer.device=cpu")
+    if requested == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    index = local_rank % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Join the torchrun job if there is one (else a world of one) and pick this rank's device."""
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    chosen = _choose_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = BACKENDS[chosen.type]
+        device_id = chosen if chosen.type == "cuda" else None
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, device_id=device_id)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen)
+
+
+def shutdown(ctx: DistContext) -> None:
+    """Leave the process group (a no-op for a world of one)."""
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """The elementwise sum of `values` over all ranks (a copy; the input is left untouched)."""
+    total = values.detach().clone().to(ctx.device)
+    if ctx.distributed:
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.cpu()
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> List[Any]:
+    """Every rank's `obj`, in rank order (pickled; for per-video results and small records)."""
+    if not ctx.distributed:
+        return [obj]
+    gathered: List[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's `obj` on every rank."""
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP and/or torch.compile wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model

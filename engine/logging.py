@@ -1,0 +1,182 @@
+"""Run logging: a console progress bar, metrics.jsonl, wandb (offline by default), optional TensorBoard.
+
+Only rank 0 writes: other ranks get a `RunLogger` with no sinks and no progress bar.
+The throughput meter measures clips/s and the share of wall time spent waiting for the loader,
+which tells the user when decoding, not the model, is the bottleneck.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Protocol
+
+from tqdm import tqdm
+
+from engine.config import Config
+from errors import UserError
+
+
+class Sink(Protocol):
+    def log(self, record: Dict[str, Any], step: int) -> None: ...
+    def log_image(self, key: str, path: Path, step: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class JsonlSink:
+    """One JSON object per line; a resumed run appends to the file, a new run starts it afresh."""
+
+    def __init__(self, path: Path, append: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(path, "a" if append else "w", encoding="utf-8")
+
+    def log(self, record: Dict[str, Any], step: int) -> None:
+        self.handle.write(json.dumps({"step": step, **record}) + "\n")
+        self.handle.flush()
+
+    def log_image(self, key: str, path: Path, step: int) -> None:
+        self.log({key: str(path)}, step)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class WandbSink:
+    """A wandb run in `run_dir/wandb` (mode offline|online), holding the config, metrics and images."""
+
+    def __init__(self, cfg: Config, config_dict: Dict[str, Any], run_dir: Path) -> None:
+        import wandb
+
+        self.wandb = wandb
+        self.run = wandb.init(project=cfg.logger.wandb.project, name=cfg.run.name, dir=str(run_dir),
+                              mode=cfg.logger.wandb.mode, config=config_dict,
+                              settings=wandb.Settings(silent=True, console="off"))
+
+    def log(self, record: Dict[str, Any], step: int) -> None:
+        self.run.log(record, step=step)
+
+    def log_image(self, key: str, path: Path, step: int) -> None:
+        self.run.log({key: self.wandb.Image(str(path))}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class TensorBoardSink:
+    """Scalars and images for TensorBoard in `run_dir/tensorboard` (needs the tensorboard package)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise UserError("logger.tensorboard=true needs the tensorboard package (pip install tensorboard)") from exc
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, record: Dict[str, Any], step: int) -> None:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, step)
+
+    def log_image(self, key: str, path: Path, step: int) -> None:
+        import numpy as np
+        from PIL import Image
+
+        self.writer.add_image(key, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _jsonl(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink:
+    return JsonlSink(run_dir / "metrics.jsonl", append)
+
+
+def _wandb(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
+    return WandbSink(cfg, config_dict, run_dir) if cfg.logger.wandb.mode != "disabled" else None
+
+
+def _tensorboard(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
+    return TensorBoardSink(run_dir) if cfg.logger.tensorboard else None
+
+
+# each factory returns its sink, or None when the config leaves it off
+SINKS: Dict[str, Callable[[Config, Dict[str, Any], Path, bool], Sink | None]] = {
+    "jsonl": _jsonl,
+    "wandb": _wandb,
+    "tensorboard": _tensorboard,
+}
+
+
+class RunLogger:
+    """Fans records out to every sink; a logger with no sinks (ranks > 0) does nothing."""
+
+    def __init__(self, sinks: List[Sink]) -> None:
+        self.sinks = sinks
+
+    def log(self, record: Dict[str, Any], step: int) -> None:
+        for sink in self.sinks:
+            sink.log(record, step)
+
+    def log_image(self, key: str, path: Path, step: int) -> None:
+        for sink in self.sinks:
+            sink.log_image(key, path, step)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+def build_run_logger(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, is_main: bool,
+                     append: bool = False) -> RunLogger:
+    """The sinks the config enables, on rank 0 only (`append`: continue a resumed run's files)."""
+    if cfg.logger.wandb.mode not in ("offline", "online", "disabled"):
+        raise UserError(f"logger.wandb.mode={cfg.logger.wandb.mode!r}: expected offline, online or disabled")
+    if not is_main:
+        return RunLogger([])
+    sinks = [make(cfg, config_dict, run_dir, append) for make in SINKS.values()]
+    return RunLogger([sink for sink in sinks if sink is not None])
+
+
+class ThroughputMeter:
+    """Clips/s and the share of wall time spent waiting for the next batch, over a window of steps."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.start = time.perf_counter()
+        self.wait = 0.0
+        self.clips = 0
+
+    def waited(self, seconds: float, clips: int) -> None:
+        self.wait += seconds
+        self.clips += clips
+
+    def summary(self, world_size: int) -> Dict[str, float]:
+        """Global clips/s (every rank runs the same batch size) and this rank's data-wait share."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return {"clips_per_s": self.clips * world_size / elapsed, "data_wait": self.wait / elapsed}
+
+
+class ProgressBar:
+    """A tqdm bar over optimizer steps showing loss, LR, clips/s and data-wait share (rank 0 only)."""
+
+    def __init__(self, total: int, initial: int, is_main: bool, show_bar: bool = True) -> None:
+        self.is_main = is_main
+        self.bar = tqdm(total=total, initial=initial, disable=not (is_main and show_bar),
+                        dynamic_ncols=True, mininterval=1.0, unit="step")
+
+    def update(self, steps: int, stats: Dict[str, float] | None = None) -> None:
+        self.bar.update(steps)
+        if stats is not None:
+            self.bar.set_postfix({"loss": f"{stats['loss']:.3f}", "lr": f"{stats['lr']:.2e}",
+                                  "clips/s": f"{stats['clips_per_s']:.1f}",
+                                  "data": f"{100 * stats['data_wait']:.0f}%"}, refresh=False)
+
+    def write(self, line: str) -> None:
+        """Print a line above the bar (rank 0 only)."""
+        if self.is_main:
+            tqdm.write(line)
+
+    def close(self) -> None:
+        self.bar.close()
