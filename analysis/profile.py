@@ -1,0 +1,137 @@
+"""`run.py profile --out DIR [--json FILE] [--budget 16GiB]`: the memory and FLOPs of non-local placements.
+
+For every case of the sweep in `profile.*` (placement x frames x size x batch x subsample x
+implementation) one model is built and one training forward is measured: activation bytes saved for
+backward (each storage once), forward FLOPs, and the CUDA peak of forward + backward when a GPU is
+used. Beside each measurement stands the analytic prediction from shapes alone (analysis/memory_model.py),
+which also gives the bytes of the non-local Nq x Nk affinity matrices among the activations. Without `--config`, the sweep is
+configs/profile/default.yaml. Writes OUT/profile.json, OUT/profile.md and OUT/profile.png.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+from torch import nn
+
+import analysis.attention_memory  # noqa: F401  (registers the attention blocks' memory rules)
+from analysis.budget import format_bytes, largest_fitting_batch, parse_bytes
+from analysis.memory import DEVICES, cuda_peak_bytes, measure_forward
+from analysis.memory_model import predict_saved_bytes
+from analysis.profile_report import bar_chart, markdown_table
+from analysis.sweep import ProfileCase, expand_sweep
+from engine.config import Config, load_config
+from errors import UserError
+from models.build import build_model
+
+DEFAULT_SWEEP = Path(__file__).resolve().parent.parent / "configs" / "profile" / "default.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder for profile.json, profile.md and profile.png")
+    parser.add_argument("--json", help="also write the JSON rows to this file")
+    parser.add_argument("--budget", help="memory budget such as 16GiB (overrides profile.budget)")
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in DEVICES:
+        raise UserError(f"profile.device='{name}' is not one of auto, {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("profile.device=cuda but no CUDA device is available")
+    return name
+
+
+def _case_model(cfg: Config, case: ProfileCase, num_classes: int) -> nn.Module:
+    model_cfg = cfg.model.copy()
+    model_cfg.attention = [dict(entry) for entry in case.attention]
+    return build_model(model_cfg, num_classes)
+
+
+def measure_case(cfg: Config, case: ProfileCase, device: str) -> Dict[str, Any]:
+    """One row: build the case's model, measure a training forward, predict it, add the CUDA peak."""
+    model = _case_model(cfg, case, cfg.profile.num_classes)
+    if device == "cuda":
+        model = model.cuda()
+    cost = measure_forward(model, case.clip_shape, device)
+    prediction = predict_saved_bytes(model, case.clip_shape)
+    peak = cuda_peak_bytes(model, case.clip_shape) if device == "cuda" else None
+    params = sum(p.numel() for p in model.parameters())
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    measured = cost.activation_bytes
+    return {
+        "placement": case.placement, "frames": case.frames, "size": case.size, "batch": case.batch,
+        "implementation": case.implementation or "-", "subsample": case.subsample,
+        "params": params, "gflops": cost.flops / case.batch / 1e9,
+        "activation_bytes": measured, "predicted_activation_bytes": prediction.activation_bytes,
+        "prediction_error": prediction.activation_bytes / measured - 1,
+        # the Nq x Nk matrices kept for backward, from the blocks' shapes (0 on the fused path)
+        "nonlocal_affinity_bytes": prediction.affinity_bytes,
+        "peak_bytes": peak, "device": device,
+        # weights, gradients and the optimizer's per-parameter states stay for the whole step
+        "state_bytes": param_bytes * (2 + cfg.profile.optimizer_states),
+        "unmodelled_layers": prediction.unknown_layers,
+    }
+
+
+def mark_budget(row: Dict[str, Any], budget: int | None) -> Dict[str, Any]:
+    """fits_budget and max_fitting_batch for one row (both null without a budget).
+
+    The footprint compared is the CUDA peak when measured, else activations + parameter state.
+    """
+    footprint = row["peak_bytes"] if row["peak_bytes"] is not None else row["activation_bytes"] + row["state_bytes"]
+    row["footprint_bytes"] = footprint
+    row["fits_budget"] = None if budget is None else footprint <= budget
+    row["max_fitting_batch"] = (None if budget is None else
+                                largest_fitting_batch(footprint, row["batch"], row["state_bytes"], budget))
+    return row
+
+
+def run_profile(cfg: Config, out_dir: str | Path, json_path: str | Path | None = None,
+                budget: str | None = None) -> Dict[str, Any]:
+    """Measure every case of `cfg.profile`, write profile.json/.md/.png into `out_dir`, return the JSON."""
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    budget_text = budget if budget is not None else cfg.profile.budget
+    budget_bytes = parse_bytes(budget_text, "--budget") if budget_text else None
+    device = resolve_device(cfg.profile.device)
+    cases = expand_sweep(cfg.profile)
+    rows: List[Dict[str, Any]] = []
+    for number, case in enumerate(cases, start=1):
+        row = mark_budget(measure_case(cfg, case, device), budget_bytes)
+        rows.append(row)
+        gc.collect()
+        subsample = "" if case.subsample is None else (" subsample" if case.subsample else " no-subsample")
+        print(f"[{number}/{len(cases)}] {case.placement} {case.frames}x{case.size} batch {case.batch} "
+              f"{row['implementation']}{subsample}: activations {format_bytes(row['activation_bytes'])}, "
+              f"predicted {100 * row['prediction_error']:+.2f}%", flush=True)
+    worst = max(abs(row["prediction_error"]) for row in rows)
+    result = {"rows": rows, "device": device, "budget_bytes": budget_bytes, "worst_prediction_error": worst,
+              "seconds": round(time.perf_counter() - start, 2)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in [out_dir / "profile.json"] + ([Path(json_path)] if json_path else []):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "profile.md").write_text(markdown_table(rows, budget_bytes))
+    title = f"{cfg.model.arch}-{cfg.model.depth} x{cfg.model.width:g}: activation memory per placement ({device})"
+    bar_chart(out_dir / "profile.png", rows, budget_bytes, title)
+    return result
+
+
+def run_command(args: argparse.Namespace, cfg: Config) -> int:
+    if args.config is None:
+        cfg = load_config(str(DEFAULT_SWEEP), args.overrides)
+    result = run_profile(cfg, args.out, args.json, args.budget)
+    unmodelled = sorted({name for row in result["rows"] for name in row["unmodelled_layers"]})
+    if unmodelled:
+        print(f"note: no memory rule for {', '.join(unmodelled)}; the prediction leaves them out")
+    print(f"profile: {len(result['rows'])} rows in {result['seconds']:.1f} s on {result['device']}, "
+          f"worst prediction error {100 * result['worst_prediction_error']:.2f}%; "
+          f"wrote {Path(args.out) / 'profile.json'}, profile.md, profile.png")
+    return 0
