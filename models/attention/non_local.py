@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from models.attention.tokens import from_tokens, fused_softmax_attention, to_tokens
-from models.options import check_choice, check_positive_int
+from models.options import check_choice, check_positive_int, reduced_width
 from models.registry import ATTENTION
 
 MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
@@ -57,7 +57,7 @@ class NonLocalBlock(nn.Module):
         self.mode = check_choice("nonlocal mode", mode, MODES)
         self.implementation = check_choice("nonlocal implementation", implementation, IMPLEMENTATIONS)
         self.groups = check_positive_int("nonlocal groups", groups)
-        inner = max(1, in_channels // check_positive_int("nonlocal reduction", reduction))
+        inner = reduced_width(in_channels, reduction, "nonlocal reduction")
         embedded = mode != "gaussian"
         self.theta = nn.Conv3d(in_channels, inner, 1) if embedded else None
         self.phi = nn.Conv3d(in_channels, inner, 1) if embedded else None

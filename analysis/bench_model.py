@@ -1,0 +1,156 @@
+"""`run.py bench model`: training-step speed and activation memory of models, and of one non-local block
+under the reference and the fused implementation.
+
+Models: forward + backward clips/s on this machine and the bytes autograd saves for backward (each
+storage once, parameters excluded). Tiny configs run `--tiny-input` (batch x frames x size), R50-sized
+ones (depth >= 50) `--large-input`, kept small so the CPU run stays short; `--config FILE` benchmarks
+that one config (with the overrides) on the data section's batch, frames and crop size.
+Non-local: one block (embedded Gaussian, subsample) at the res2 and res3 grids that a `--frames` x
+`--size`^2 clip reaches in the default I3D-R50, with a unit output-BN scale (as after training) so the
+attention path shows in the output; reports saved bytes and fwd+bwd seconds (training mode), and
+max |fused - reference| of the eval-mode output x + BN(W_z y) (train-mode BN would rescale rounding
+noise by the batch statistics of W_z y).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import torch
+from torch import nn
+
+from analysis.memory import measure_forward
+from engine.config import Config, load_config
+from errors import UserError
+from models.attention.non_local import NonLocalBlock
+from models.build import build_model
+from models.config import ModelConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
+DEFAULT_MODELS = ("i3d_tiny", "i3d_tiny_nl", "i3d_tiny_nl_iaa", "tsn_tiny", "i3d_r50", "i3d_r50_nl5")
+NUM_CLASSES = 400
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="configs/model names")
+    parser.add_argument("--tiny-input", default="8x16x56", help="BATCHxFRAMESxSIZE for tiny configs")
+    parser.add_argument("--large-input", default="1x8x112", help="BATCHxFRAMESxSIZE for depth >= 50")
+    parser.add_argument("--frames", type=int, default=32, help="clip frames that set the non-local grids")
+    parser.add_argument("--size", type=int, default=224, help="clip size that sets the non-local grids")
+    parser.add_argument("--stages", nargs="+", default=["res2", "res3"], help="non-local grids to measure")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (fastest reported)")
+
+
+def _parse_input(text: str, option: str) -> tuple:
+    try:
+        batch, frames, size = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"{option}={text!r} must look like BATCHxFRAMESxSIZE, e.g. 8x16x56") from None
+    return batch, 3, frames, size, size
+
+
+def _best_seconds(step: Callable[[], None], repeats: int) -> float:
+    """Fastest of `repeats` runs after a warm-up: on a shared CPU the minimum is the least noisy."""
+    step()  # warm-up: first-call allocations and kernel selection
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _train_step(model: nn.Module, inputs: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(inputs).float().square().mean().backward()
+
+    return step
+
+
+def bench_models(named_cfgs: Dict[str, tuple], repeats: int) -> List[Dict[str, Any]]:
+    """{config name: (ModelConfig, clip shape)} -> rows {config, clips_per_s, activation_bytes}."""
+    rows = []
+    for name, (model_cfg, clip_shape) in named_cfgs.items():
+        model = build_model(model_cfg, NUM_CLASSES).train()
+        seconds = _best_seconds(_train_step(model, torch.randn(clip_shape)), repeats)
+        activation = measure_forward(model, clip_shape).activation_bytes
+        rows.append({"config": name, "clips_per_s": clip_shape[0] / seconds, "activation_bytes": activation})
+        print(f"{name:>18}  input {'x'.join(map(str, clip_shape))}  {clip_shape[0] / seconds:8.2f} clips/s  "
+              f"{activation / 2**20:9.1f} MiB saved for backward")
+    return rows
+
+
+def nonlocal_grids(frames: int, size: int) -> Dict[str, tuple]:
+    """(channels, T, H, W) of each stage output of the default I3D-R50 for a frames x size^2 clip."""
+    backbone = build_model(ModelConfig(), NUM_CLASSES).backbone
+    with torch.device("meta"):
+        features = backbone.to("meta").stage_features(torch.empty(1, 3, frames, size, size))
+    return {name: tuple(f.shape[1:]) for name, f in features.items()}
+
+
+def bench_nonlocal(grids: Dict[str, tuple], frames: int, repeats: int) -> List[Dict[str, Any]]:
+    """One non-local block per grid: saved bytes, seconds and outputs of reference vs fused."""
+    rows = []
+    for placement, (channels, t, h, w) in grids.items():
+        torch.manual_seed(0)
+        block = NonLocalBlock(channels, mode="embedded_gaussian", subsample=True)
+        nn.init.ones_(block.bn.weight)
+        x = torch.randn(1, channels, t, h, w, requires_grad=True)
+        result: Dict[str, Any] = {}
+        for implementation in ("reference", "fused"):  # outputs first: training steps move BN statistics
+            block.implementation = implementation
+            with torch.no_grad():
+                result[f"{implementation}_output"] = block.eval()(x)
+        for implementation in ("reference", "fused"):
+            block.implementation = implementation
+            result[f"{implementation}_seconds"] = _best_seconds(_train_step(block.train(), x), repeats)
+            result[f"{implementation}_bytes"] = measure_forward(block, x.shape).activation_bytes
+        row = {"placement": f"{placement} ({channels}x{t}x{h}x{w})", "frames": frames,
+               "reference_bytes": result["reference_bytes"], "fused_bytes": result["fused_bytes"],
+               "ratio": result["fused_bytes"] / result["reference_bytes"],
+               "max_abs_diff": (result["fused_output"] - result["reference_output"]).abs().max().item(),
+               "reference_seconds": result["reference_seconds"], "fused_seconds": result["fused_seconds"]}
+        rows.append(row)
+        print(f"nonlocal {row['placement']:>22}: memory fused/reference {row['ratio']:.3f} "
+              f"({row['fused_bytes'] / 2**20:.1f} / {row['reference_bytes'] / 2**20:.1f} MiB), time fused/"
+              f"reference {row['fused_seconds'] / row['reference_seconds']:.2f} ({row['fused_seconds']:.2f} s"
+              f" / {row['reference_seconds']:.2f} s), max |diff| {row['max_abs_diff']:.2e}")
+    return rows
+
+
+def _model_cases(args: argparse.Namespace, cfg: Config) -> Dict[str, tuple]:
+    if args.config:  # the given experiment, on its own data settings
+        data = cfg.data
+        frames = data.sampling.num_segments if cfg.model.arch == "tsn" else data.sampling.num_frames
+        size = data.transforms.crop_size
+        return {args.config: (cfg.model, (data.batch_size, 3, frames, size, size))}
+    tiny, large = _parse_input(args.tiny_input, "--tiny-input"), _parse_input(args.large_input, "--large-input")
+    cases = {}
+    for name in args.models:
+        model_cfg = load_config(str(CONFIG_DIR / f"{name}.yaml"), args.overrides).model
+        cases[name] = (model_cfg, large if model_cfg.depth >= 50 else tiny)
+    return cases
+
+
+def run_command(args: argparse.Namespace, cfg: Config) -> int:
+    if args.repeats < 1:
+        raise UserError(f"--repeats={args.repeats} must be at least 1")
+    cases = _model_cases(args, cfg)
+    for model_cfg, _ in cases.values():  # fail on a bad config before any long measurement
+        build_model(model_cfg, NUM_CLASSES)
+    grids = nonlocal_grids(args.frames, args.size)
+    unknown = [s for s in args.stages if s not in grids]
+    if unknown:
+        raise UserError(f"--stages: unknown stage {unknown[0]!r}; choose from {', '.join(grids)}")
+    results = {"models": bench_models(cases, args.repeats),
+               "nonlocal_memory": bench_nonlocal({s: grids[s] for s in args.stages}, args.frames, args.repeats)}
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
+    return 0
