@@ -1,4 +1,4 @@
-"""Measure one training forward: the bytes autograd saves for backward and the FLOPs it performs.
+"""Measure one training forward: the bytes autograd saves for backward and its multiply-adds.
 
 Saved tensors are caught with `torch.autograd.graph.saved_tensors_hooks`; each storage is counted once
 (views and in-place results share it) and parameters/buffers are left out, so what remains is the
@@ -14,8 +14,8 @@ from typing import Iterator, List, Mapping
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
+
+from models.sizes import forward_macs
 
 DEVICES = ("cpu", "cuda", "fake")
 
@@ -37,10 +37,10 @@ class SavedStorage:
 
 @dataclass
 class ForwardCost:
-    """What one forward of a batch costs: saved storages (activations only) and forward FLOPs."""
+    """What one forward of a batch costs: saved storages (activations only) and multiply-adds."""
 
     saved: List[SavedStorage] = field(default_factory=list)
-    flops: int = 0
+    macs: int = 0  # counted by models.sizes.forward_macs (shape-only, attention in matmul form)
 
     @property
     def activation_bytes(self) -> int:
@@ -95,18 +95,6 @@ def _model_state(model: nn.Module, fake_mode: FakeTensorMode | None) -> List[tor
     return state
 
 
-def _count_flops(model: nn.Module, clip_shape: tuple) -> int:
-    """Forward FLOPs, counted on shape-only tensors (exact: FLOPs depend on shapes alone).
-
-    A separate pass, with attention in its matmul form: the counter knows no fused CPU attention
-    kernel, and in the grad pass it would steer the kernel choice.
-    """
-    with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        with FlopCounterMode(display=False) as counter:
-            model(torch.empty(clip_shape))
-    return int(counter.get_total_flops())
-
-
 def measure_forward(model: nn.Module, clip_shape: tuple, device: str = "cpu",
                     scopes: Mapping[str, nn.Module] | None = None) -> ForwardCost:
     """Run one training-mode forward of a random clip of `clip_shape` on `device` and measure it.
@@ -121,7 +109,7 @@ def measure_forward(model: nn.Module, clip_shape: tuple, device: str = "cpu",
         clip = torch.randn(clip_shape, device="cpu" if device == "fake" else device)
         with meter.watching(scopes or {}):
             model(clip)
-    return ForwardCost(meter.saved, _count_flops(model, clip_shape))
+    return ForwardCost(meter.saved, forward_macs(model, clip_shape))
 
 
 def cuda_peak_bytes(model: nn.Module, clip_shape: tuple) -> int:

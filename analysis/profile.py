@@ -2,7 +2,8 @@
 
 For every case of the sweep in `profile.*` (placement x frames x size x batch x subsample x
 implementation) one model is built and one training forward is measured: activation bytes saved for
-backward (each storage once), forward FLOPs, and the CUDA peak of forward + backward when a GPU is
+backward (each storage once), forward GFLOPs per clip (multiply-adds, the mmaction2 convention),
+and the CUDA peak of forward + backward when a GPU is
 used. Beside each measurement stands the analytic prediction from shapes alone (analysis/memory_model.py),
 which also gives the bytes of the non-local Nq x Nk affinity matrices among the activations. Without `--config`, the sweep is
 configs/profile/default.yaml. Writes OUT/profile.json, OUT/profile.md and OUT/profile.png.
@@ -68,7 +69,8 @@ def measure_case(cfg: Config, case: ProfileCase, device: str) -> Dict[str, Any]:
     return {
         "placement": case.placement, "frames": case.frames, "size": case.size, "batch": case.batch,
         "implementation": case.implementation or "-", "subsample": case.subsample,
-        "params": params, "gflops": cost.flops / case.batch / 1e9,
+        # per clip, in multiply-adds as mmaction2 and models.sizes count "FLOPs"
+        "params": params, "gflops": cost.macs / case.batch / 1e9,
         "activation_bytes": measured, "predicted_activation_bytes": prediction.activation_bytes,
         "prediction_error": prediction.activation_bytes / measured - 1,
         # the Nq x Nk matrices kept for backward, from the blocks' shapes (0 on the fused path)

@@ -36,9 +36,7 @@ def row_label(row: Row, fields: Sequence[str], sep: str = " ") -> str:
 def _fits(row: Row) -> str:
     if row["fits_budget"] is None:
         return "-"
-    if row["fits_budget"]:
-        return "yes"
-    return f"no (max batch {row['max_fitting_batch']})"
+    return f"{'yes' if row['fits_budget'] else 'NO'} (max batch {row['max_fitting_batch']})"
 
 
 def markdown_table(rows: Sequence[Row], budget: int | None) -> str:

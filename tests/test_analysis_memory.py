@@ -5,15 +5,19 @@ import pytest
 import torch
 from torch import nn
 
-import analysis.attention_memory  # noqa: F401  (registers the non-local memory rule)
+import analysis.attention_memory  # noqa: F401  (registers the attention blocks' memory rules)
 from analysis.memory import measure_forward
-from analysis.memory_model import predict_saved_bytes
+from analysis.memory_model import SAVE_RULES, predict_saved_bytes
+from engine.config import load_config
 from models.attention.non_local import MODES, NonLocalBlock
+from models.build import build_model
+from models.registry import ATTENTION
+from tests.conftest import ROOT
 
 FLOAT, INT64 = 4, 8
 
 
-def test_saved_bytes_and_flops_match_a_hand_count():
+def test_saved_bytes_and_macs_match_a_hand_count():
     model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4), nn.ReLU(inplace=True), nn.MaxPool3d((1, 2, 2)),
                           nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 5))
     b, t, h, w = 2, 3, 4, 6
@@ -22,10 +26,10 @@ def test_saved_bytes_and_flops_match_a_hand_count():
                 + b * 4 * t * h * w * FLOAT  # in-place ReLU keeps its output; max-pool keeps the same storage
                 + b * 4 * t * (h // 2) * (w // 2) * INT64  # max-pool indices; the global mean keeps nothing
                 + b * 4 * FLOAT)  # linear keeps its input
-    flops = 2 * (b * 4 * t * h * w) * 3 + 2 * b * 4 * 5  # multiply-adds of the conv and the linear
+    macs = (b * 4 * t * h * w) * 3 + b * 4 * 5  # multiply-adds of the conv and the linear
     for device in ("cpu", "fake"):
         cost = measure_forward(model, (b, 3, t, h, w), device)
-        assert (cost.activation_bytes, cost.flops) == (expected, flops), device
+        assert (cost.activation_bytes, cost.macs) == (expected, macs), device
     assert predict_saved_bytes(model, (b, 3, t, h, w)).activation_bytes == expected
 
 
@@ -73,3 +77,31 @@ def test_affinity_bytes_are_the_saved_query_key_matrices(implementation):
     hand = b * queries * keys * FLOAT if implementation == "reference" else 0
     assert saved == hand
     assert predict_saved_bytes(model, (b, 3, t, h, w)).affinity_bytes == hand
+
+
+def test_every_attention_type_has_a_memory_rule():
+    missing = [name for name in ATTENTION.names() if not any(c in SAVE_RULES for c in ATTENTION.get(name).__mro__)]
+    assert missing == []
+
+
+def _assert_predicted(model: nn.Module, shape: tuple) -> None:
+    measured = measure_forward(model, shape, "cpu").activation_bytes
+    predicted = predict_saved_bytes(model, shape)
+    assert predicted.unknown_layers == []
+    assert abs(predicted.activation_bytes / measured - 1) < 0.01
+
+
+@pytest.mark.parametrize("kind, options", [("se", {}), ("cbam", {}), ("bam", {}), ("cam", {}), ("fla", {}),
+                                           ("pam", {"implementation": "reference"}),
+                                           ("pam", {"implementation": "fused"})])
+def test_attention_family_prediction_equals_measurement(kind, options):
+    torch.manual_seed(0)
+    _assert_predicted(nn.Sequential(nn.Conv3d(3, 32, 1), ATTENTION.get(kind)(32, **options)), (2, 3, 4, 6, 10))
+
+
+@pytest.mark.parametrize("config, overrides", [("i3d_tiny_nl_iaa", []), ("i3d_tiny_nl_iaa", ["model.iaa.detach_pca=false"]),
+                                               ("tsn_tiny_iaa", [])])
+def test_whole_model_prediction_equals_measurement(config, overrides):
+    torch.manual_seed(0)
+    cfg = load_config(str(ROOT / "configs" / "model" / f"{config}.yaml"), overrides)
+    _assert_predicted(build_model(cfg.model, 5), (2, 3, 8, 32, 32))

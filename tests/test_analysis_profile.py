@@ -70,10 +70,10 @@ def test_sweep_writes_options_into_nonlocal_entries_only():
 
 
 def _nonlocal_hand_count(channels, inner, queries, keys):
-    """Parameters and forward multiply-add FLOPs of an embedded-Gaussian non-local block."""
+    """Parameters and forward multiply-adds of an embedded-Gaussian non-local block."""
     params = 3 * (channels * inner + inner) + inner * channels + 2 * channels  # theta/phi/g, W, BN
-    flops = 2 * queries * channels * inner * 4 + 2 * 2 * queries * keys * inner  # 4 1x1x1 convs; q k^T and (.) v
-    return params, flops
+    macs = queries * channels * inner * 4 + 2 * queries * keys * inner  # 4 1x1x1 convs; q k^T and (.) v
+    return params, macs
 
 
 def test_profile_rows_against_a_hand_computation(tmp_path):
@@ -85,9 +85,9 @@ def test_profile_rows_against_a_hand_computation(tmp_path):
     base, ref, fused = rows[("none", "-")], rows[("res4.1", "reference")], rows[("res4.1", "fused")]
     # tiny I3D at 8x64x64: res4 is 64 channels on a 2x4x4 grid; subsampled keys 2x2x2
     queries, keys, batch = 2 * 4 * 4, 2 * 2 * 2, 2
-    params, flops = _nonlocal_hand_count(64, 32, queries, keys)
+    params, macs = _nonlocal_hand_count(64, 32, queries, keys)
     assert ref["params"] - base["params"] == params == fused["params"] - base["params"]
-    assert ref["gflops"] - base["gflops"] == pytest.approx(flops / 1e9, rel=1e-6)
+    assert ref["gflops"] - base["gflops"] == pytest.approx(macs / 1e9, rel=1e-6)
     assert fused["gflops"] == pytest.approx(ref["gflops"], rel=1e-9)
     assert ref["nonlocal_affinity_bytes"] == batch * queries * keys * 4 and fused["nonlocal_affinity_bytes"] == 0
     for row in rows.values():
