@@ -5,7 +5,7 @@ Models: forward + backward clips/s on this machine and the bytes autograd saves 
 storage once, parameters excluded). Tiny configs run `--tiny-input` (batch x frames x size), R50-sized
 ones (depth >= 50) `--large-input`, kept small so the CPU run stays short; `--config FILE` benchmarks
 that one config (with the overrides) on the data section's batch, frames and crop size.
-Non-local: one block (embedded Gaussian, subsample) at the res2 and res3 grids that a `--frames` x
+Non-local: one block (`--mode`, default embedded Gaussian; subsample on) at the res2 and res3 grids that a `--frames` x
 `--size`^2 clip reaches in the default I3D-R50, with a unit output-BN scale (as after training) so the
 attention path shows in the output; reports saved bytes and fwd+bwd seconds (training mode), and
 max |fused - reference| of the eval-mode output x + BN(W_z y) (train-mode BN would rescale rounding
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=32, help="clip frames that set the non-local grids")
     parser.add_argument("--size", type=int, default=224, help="clip size that sets the non-local grids")
     parser.add_argument("--stages", nargs="+", default=["res2", "res3"], help="non-local grids to measure")
+    parser.add_argument("--mode", default="embedded_gaussian", help="non-local mode of the measured block")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (fastest reported)")
 
 
@@ -93,12 +94,12 @@ def nonlocal_grids(frames: int, size: int) -> Dict[str, tuple]:
     return {name: tuple(f.shape[1:]) for name, f in features.items()}
 
 
-def bench_nonlocal(grids: Dict[str, tuple], frames: int, repeats: int) -> List[Dict[str, Any]]:
+def bench_nonlocal(grids: Dict[str, tuple], frames: int, mode: str, repeats: int) -> List[Dict[str, Any]]:
     """One non-local block per grid: saved bytes, seconds and outputs of reference vs fused."""
     rows = []
     for placement, (channels, t, h, w) in grids.items():
         torch.manual_seed(0)
-        block = NonLocalBlock(channels, mode="embedded_gaussian", subsample=True)
+        block = NonLocalBlock(channels, mode=mode, subsample=True)
         nn.init.ones_(block.bn.weight)
         x = torch.randn(1, channels, t, h, w, requires_grad=True)
         result: Dict[str, Any] = {}
@@ -110,13 +111,13 @@ def bench_nonlocal(grids: Dict[str, tuple], frames: int, repeats: int) -> List[D
             block.implementation = implementation
             result[f"{implementation}_seconds"] = _best_seconds(_train_step(block.train(), x), repeats)
             result[f"{implementation}_bytes"] = measure_forward(block, x.shape).activation_bytes
-        row = {"placement": f"{placement} ({channels}x{t}x{h}x{w})", "frames": frames,
+        row = {"placement": f"{placement} ({channels}x{t}x{h}x{w}, {mode})", "frames": frames,
                "reference_bytes": result["reference_bytes"], "fused_bytes": result["fused_bytes"],
                "ratio": result["fused_bytes"] / result["reference_bytes"],
                "max_abs_diff": (result["fused_output"] - result["reference_output"]).abs().max().item(),
                "reference_seconds": result["reference_seconds"], "fused_seconds": result["fused_seconds"]}
         rows.append(row)
-        print(f"nonlocal {row['placement']:>22}: memory fused/reference {row['ratio']:.3f} "
+        print(f"nonlocal {row['placement']}: memory fused/reference {row['ratio']:.3f} "
               f"({row['fused_bytes'] / 2**20:.1f} / {row['reference_bytes'] / 2**20:.1f} MiB), time fused/"
               f"reference {row['fused_seconds'] / row['reference_seconds']:.2f} ({row['fused_seconds']:.2f} s"
               f" / {row['reference_seconds']:.2f} s), max |diff| {row['max_abs_diff']:.2e}")
@@ -141,6 +142,7 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
     if args.repeats < 1:
         raise UserError(f"--repeats={args.repeats} must be at least 1")
     cases = _model_cases(args, cfg)
+    NonLocalBlock(8, mode=args.mode)  # an unknown mode fails now, not after the model runs
     for model_cfg, _ in cases.values():  # fail on a bad config before any long measurement
         build_model(model_cfg, NUM_CLASSES)
     grids = nonlocal_grids(args.frames, args.size)
@@ -148,7 +150,8 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
     if unknown:
         raise UserError(f"--stages: unknown stage {unknown[0]!r}; choose from {', '.join(grids)}")
     results = {"models": bench_models(cases, args.repeats),
-               "nonlocal_memory": bench_nonlocal({s: grids[s] for s in args.stages}, args.frames, args.repeats)}
+               "nonlocal_memory": bench_nonlocal({s: grids[s] for s in args.stages}, args.frames, args.mode,
+                                                 args.repeats)}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -24,7 +24,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from models.attention.tokens import from_tokens, fused_softmax_attention, to_tokens
+from models.attention.tokens import check_groups, from_tokens, fused_softmax_attention, to_tokens
 from models.options import check_choice, check_positive_int, reduced_width
 from models.registry import ATTENTION
 
@@ -34,7 +34,12 @@ IMPLEMENTATIONS = ("auto", "fused", "reference")
 
 
 def concat_relu_aggregate(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """sum_j ReLU(a_i + b_j) v_j for a (B, Nq), b (B, Nk), v (B, Nk, C), without the Nq x Nk matrix."""
+    """sum_j ReLU(a_i + b_j) v_j for a (B, Nq), b (B, Nk), v (B, Nk, C), without the Nq x Nk matrix.
+
+    Computed in float32 at least: prefix sums over thousands of keys lose too much in half precision.
+    """
+    dtype = v.dtype
+    a, b, v = (t.to(torch.promote_types(t.dtype, torch.float32)) for t in (a, b, v))
     b_sorted, order = b.sort(dim=1, descending=True)
     v_sorted = v.gather(1, order.unsqueeze(-1).expand_as(v))
     zero = v.new_zeros(v.shape[0], 1, v.shape[2])
@@ -43,7 +48,7 @@ def concat_relu_aggregate(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> 
     # -b_sorted is ascending; the number of its entries below a_i is #{j : a_i + b_j > 0}
     count = torch.searchsorted(-b_sorted.detach(), a.detach().contiguous(), side="left")
     index = count.unsqueeze(-1).expand(-1, -1, v.shape[2])
-    return a.unsqueeze(-1) * prefix_v.gather(1, index) + prefix_bv.gather(1, index)
+    return (a.unsqueeze(-1) * prefix_v.gather(1, index) + prefix_bv.gather(1, index)).to(dtype)
 
 
 @ATTENTION.register("nonlocal")
@@ -124,6 +129,7 @@ class NonLocalBlock(nn.Module):
         implementation, so this is cheap at any clip size.
         """
         t, h, w = x.shape[2:]
+        check_groups(t, self.groups)
         q = to_tokens(self._query_map(x))[:, queries]
         key_map = self._key_map(x)
         key_grid = tuple(key_map.shape[2:])

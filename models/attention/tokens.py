@@ -7,14 +7,18 @@ import torch.nn.functional as F
 from errors import UserError
 
 
+def check_groups(frames: int, groups: int) -> None:
+    if frames % groups:
+        raise UserError(f"attention groups={groups} does not divide the {frames} frames reaching the block")
+
+
 def to_tokens(z: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """(B, C, T, H, W) -> contiguous (B*groups, T/groups*H*W, C); `groups` splits time into chunks.
 
     Contiguous because the fused attention kernels need unit stride along channels.
     """
     b, c, t, h, w = z.shape
-    if t % groups:
-        raise UserError(f"attention groups={groups} does not divide the {t} frames reaching the block")
+    check_groups(t, groups)
     z = z.reshape(b, c, groups, t // groups, h, w).permute(0, 2, 3, 4, 5, 1)
     return z.reshape(b * groups, (t // groups) * h * w, c).contiguous()
 

@@ -9,7 +9,7 @@ from typing import Dict
 
 import torch
 
-from models.backbones.resnet3d import ResNet3d
+from models.backbones.resnet3d import ResNet3d, check_no_inflation
 from models.config import ModelConfig
 from models.registry import BACKBONES
 
@@ -29,5 +29,6 @@ class SegmentResNet(ResNet3d):
 
 @BACKBONES.register("tsn")
 def tsn(cfg: ModelConfig) -> SegmentResNet:
-    """TSN's per-segment 2D ResNet; the head averages the segments (consensus)."""
+    """TSN's per-segment 2D ResNet (model.temporal does not apply); the head averages the segments."""
+    check_no_inflation(cfg)
     return SegmentResNet(cfg.depth, cfg.width)

@@ -208,10 +208,15 @@ def i3d(cfg: ModelConfig) -> ResNet3d:
                     inflate=[list(flags) for flags in cfg.inflate] or default_inflation(cfg.depth))
 
 
+def check_no_inflation(cfg: ModelConfig) -> None:
+    """2D backbones have no temporal kernels, so an inflation pattern is a config mistake."""
+    if cfg.inflate:
+        raise UserError(f"model.inflate applies to arch i3d only; {cfg.arch} has no temporal kernels")
+
+
 @BACKBONES.register("c2d")
 def c2d(cfg: ModelConfig) -> ResNet3d:
     """2D kernels on every frame with the I3D temporal strides, so attention blocks can span time."""
-    if cfg.inflate:
-        raise UserError("model.inflate applies to arch i3d only; c2d has no temporal kernels")
+    check_no_inflation(cfg)
     t = cfg.temporal
     return ResNet3d(cfg.depth, cfg.width, 1, t.conv1_stride, t.pool1_stride, t.res2_pool_stride)
