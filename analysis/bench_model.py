@@ -5,11 +5,12 @@ Models: forward + backward clips/s on this machine and the bytes autograd saves 
 storage once, parameters excluded). Tiny configs run `--tiny-input` (batch x frames x size), R50-sized
 ones (depth >= 50) `--large-input`, kept small so the CPU run stays short; `--config FILE` benchmarks
 that one config (with the overrides) on the data section's batch, frames and crop size.
-Non-local: one block (`--mode`, default embedded Gaussian; subsample on) at the res2 and res3 grids that a `--frames` x
-`--size`^2 clip reaches in the default I3D-R50, with a unit output-BN scale (as after training) so the
-attention path shows in the output; reports saved bytes and fwd+bwd seconds (training mode), and
-max |fused - reference| of the eval-mode output x + BN(W_z y) (train-mode BN would rescale rounding
-noise by the batch statistics of W_z y).
+Non-local: one block (`--mode`, default embedded Gaussian; subsample on) at the res2 and res3 grids
+that a `--frames` x `--size`^2 clip reaches in the default I3D-R50, with a unit output-BN scale (as
+after training) so the attention path shows in the output; reports saved bytes and fwd+bwd seconds
+(training mode), and max |fused - reference| of the eval-mode output x + BN(W_z y) (train-mode BN
+would rescale rounding noise by the batch statistics of W_z y). Extra keys beside DESIGN.md's:
+`reference_seconds`, `fused_seconds`.
 """
 from __future__ import annotations
 

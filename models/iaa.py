@@ -69,6 +69,12 @@ class PyramidAttentionHead(nn.Module):
         self._pca = pca_loss(x.detach() if self.detach_pca else x, self.maps)
         return self.fc(self.dropout(descriptors.flatten(1)))
 
+    def __getstate__(self) -> dict:
+        """Copies (EMA, deepcopy) and pickles leave out the last forward's loss: a graph node, not state."""
+        state = self.__dict__.copy()
+        state["_pca"] = None
+        return state
+
     def aux_losses(self) -> Dict[str, torch.Tensor]:
         """{"pca": L_pca} of the last forward (unweighted)."""
         return {} if self._pca is None else {"pca": self._pca}

@@ -32,9 +32,6 @@ class Registry:
     def names(self) -> List[str]:
         return sorted(self._items)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._items
-
 
 BACKBONES = Registry("model.arch")
 ATTENTION = Registry("attention type")

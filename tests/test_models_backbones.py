@@ -100,7 +100,8 @@ def test_pretrained_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(UserError, match="r34.pth does not match.*unexpected res2.2"):
         load_2d_weights(ResNet3d(depth=18), str(tmp_path / "r34.pth"))
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
-    with pytest.raises(UserError, match=r"'conv1.weight' has shape \(64, 3, 7, 7\), the model needs \(16, 3, 1, 7, 7\)"):
+    mismatch = r"'conv1.weight' has shape \(64, 3, 7, 7\), the model needs \(16, 3, 1, 7, 7\)"
+    with pytest.raises(UserError, match=mismatch):
         load_2d_weights(backbone, str(tmp_path / "r18.pth"))
 
 

@@ -1,4 +1,5 @@
 """The pyramid attention head: the defining properties of L_pca, and the head on TSN and I3D."""
+import copy
 import math
 
 import pytest
@@ -86,6 +87,14 @@ def test_head_attends_over_all_scales_and_times(config, grid):
     losses["pca"].backward()
     assert model.head.maps.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.backbone.parameters())
+
+
+def test_a_trained_model_can_be_deep_copied():
+    """The stored loss is a graph node; copying (e.g. for EMA) must not try to copy it."""
+    model = build_model(load_config(str(ROOT / "configs/model/tsn_tiny_iaa.yaml")).model, num_classes=5)
+    model(torch.randn(2, 3, 4, 32, 32))
+    twin = copy.deepcopy(model)
+    assert twin.aux_losses() == {} and set(model.aux_losses()) == {"pca"}
 
 
 def test_models_without_the_head_have_no_aux_losses():
