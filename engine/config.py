@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, List
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -143,6 +144,23 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> List[DictConfig]:
     return layers
 
 
+def _apply_override(cfg: DictConfig, item: str) -> None:
+    """Set one `key=value` (value parsed as YAML); list items are addressed as `model.attention.0.mode`."""
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"override '{item}': value is not valid YAML") from exc
+    parent_key = key.rpartition(".")[0]
+    if parent_key and OmegaConf.select(cfg, parent_key) is None:
+        raise UserError(f"config key '{key}' does not exist")
+    try:
+        OmegaConf.update(cfg, key, value, merge=True)
+    except (OmegaConfBaseException, TypeError, ValueError, IndexError) as exc:
+        detail = _describe(exc) if isinstance(exc, OmegaConfBaseException) else str(exc)
+        raise UserError(f"override '{item}': {detail}") from exc
+
+
 def load_config(config_file: str | None = None, overrides: Iterable[str] = ()) -> Config:
     """Compose schema defaults, the YAML file (with its defaults) and `key=value` overrides."""
     cfg = OmegaConf.structured(Config)
@@ -154,9 +172,10 @@ def load_config(config_file: str | None = None, overrides: Iterable[str] = ()) -
     try:
         for layer in layers:
             cfg = OmegaConf.merge(cfg, layer)
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    except OmegaConfBaseException as exc:
-        raise UserError(_describe(exc)) from exc
+    except (OmegaConfBaseException, TypeError, ValueError) as exc:
+        raise UserError(_describe(exc) if isinstance(exc, OmegaConfBaseException) else str(exc)) from exc
+    for item in overrides:
+        _apply_override(cfg, item)
     return cfg  # a DictConfig typed by Config: attribute access, validated assignment
 
 

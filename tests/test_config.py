@@ -49,3 +49,13 @@ def test_cli_error_is_one_line_and_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
     assert "no_such" in proc.stderr
+
+
+def test_list_item_override_reaches_the_placement():
+    cfg = load_config(None, ["model.attention=[{type: nonlocal, stages: [3]}]", "model.attention.0.subsample=false"])
+    assert cfg.model.attention[0]["subsample"] is False
+
+
+def test_override_past_the_end_of_a_list_is_named():
+    with pytest.raises(UserError, match="model.attention.3"):
+        load_config(None, ["model.attention.3.mode=gaussian"])
