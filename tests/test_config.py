@@ -44,7 +44,7 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_cli_error_is_one_line_and_exit_2():
-    proc = subprocess.run([sys.executable, "run.py", "profile", "model.no_such=1"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "run.py", "profile", "--out", "unused", "model.no_such=1"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
