@@ -38,7 +38,7 @@ class VideoWriter:
         if codec == "libx264":
             # scenecut=0: keyframes exactly every `keyframe_interval` frames, so seeking cost is bounded
             self._stream.options = {"crf": str(crf), "preset": preset,
-                                    "x264-params": f"keyint={keyframe_interval}:scenecut=0"}
+                                    "x264-params": f"keyint={keyframe_interval}:scenecut=0:threads={threads}"}
         self._count = 0
 
     def write(self, frame: Union[np.ndarray, av.VideoFrame]) -> None:
