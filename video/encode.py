@@ -36,9 +36,10 @@ class VideoWriter:
         context.gop_size = keyframe_interval
         context.thread_count = threads
         if codec == "libx264":
-            # scenecut=0: keyframes exactly every `keyframe_interval` frames, so seeking cost is bounded
-            self._stream.options = {"crf": str(crf), "preset": preset,
-                                    "x264-params": f"keyint={keyframe_interval}:scenecut=0:threads={threads}"}
+            # scenecut=0: a keyframe exactly every `keyframe_interval` frames, so seeking cost is bounded;
+            # mbtree=0: with it, x264 gave different bytes for identical input on small frames
+            params = f"keyint={keyframe_interval}:scenecut=0:threads={threads}:mbtree=0"
+            self._stream.options = {"crf": str(crf), "preset": preset, "x264-params": params}
         self._count = 0
 
     def write(self, frame: Union[np.ndarray, av.VideoFrame]) -> None:
