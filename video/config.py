@@ -1,4 +1,10 @@
-"""Typed schema of the `data.*` config section (decoding, sampling, transforms, loading)."""
+"""Typed schema of the `data.*` config section (decoding, sampling, transforms, loading).
+
+The defaults fit the built-in synthetic dataset (16 frames of 64x64): dense clips of 8 frames at
+stride 2 span the whole video, so the cue in the first frames and the event in the last frames are
+always both in the clip; crops of 56 keep them in view. Real datasets set their own sizes, e.g.
+`data.transforms.train_scale=[256,320] data.transforms.crop_size=224 data.transforms.test_scale=256`.
+"""
 from dataclasses import dataclass, field
 from typing import List
 
@@ -10,20 +16,22 @@ class SamplingConfig:
     mode: str = "dense"  # dense | segments
     num_frames: int = 8  # T for dense clips
     stride: int = 2  # tau for dense clips
-    num_segments: int = 8  # K for TSN segments
+    num_segments: int = 8  # K for TSN segments (T = K, one frame per segment)
     target_fps: float = 0.0  # resample to this fps first; 0 keeps the native rate
-    short_video: str = "loop"  # rule for videos shorter than a clip: loop | repeat_last | stretch
+    short_video: str = "loop"  # dense clips longer than the video: loop | repeat_last | stretch
 
 
 @dataclass
 class TransformConfig:
     """Clip-level augmentation and test-time cropping (see video/transforms.py)."""
 
-    train_scale: List[int] = field(default_factory=lambda: [128, 160])  # short-side jitter range
-    crop_size: int = 112
-    test_scale: int = 128
-    random_resized_crop: bool = False
-    flip: bool = True
+    train_scale: List[int] = field(default_factory=lambda: [64, 72])  # short-side jitter range [min, max]
+    crop_size: int = 56
+    test_scale: int = 64  # short side before the test crops
+    random_resized_crop: bool = False  # instead of scale jitter + random crop
+    area_range: List[float] = field(default_factory=lambda: [0.35, 1.0])  # random resized crop: area fraction
+    aspect_range: List[float] = field(default_factory=lambda: [0.75, 1.3333])  # random resized crop: w/h
+    flip: bool = True  # horizontal flip; classes listed in the dataset's flip_pairs.txt swap labels
     mean: List[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
     std: List[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
 
@@ -34,12 +42,12 @@ class DataConfig:
 
     root: str = "data/synthetic"
     backend: str = "pyav"  # decord | pyav
-    decode_threads: int = 1
+    decode_threads: int = 1  # decoder threads per loader worker
     batch_size: int = 8
     num_workers: int = 2
     prefetch_factor: int = 2
     persistent_workers: bool = True
     pin_memory: bool = True  # only applied on GPU
-    max_replacements: int = 10  # attempts to replace an undecodable video before giving up
+    max_replacements: int = 10  # attempts to replace an undecodable training video before giving up
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)

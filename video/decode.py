@@ -25,6 +25,10 @@ from errors import UserError
 class VideoDecodeError(UserError):
     """A video that cannot be opened or decoded; the message names the file and the reason."""
 
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"video {path}: {reason}")
+        self.path, self.reason = path, reason
+
 
 class VideoReader(ABC):
     """Random access to the frames of one video file; use as a context manager or call `close()`."""
@@ -71,7 +75,7 @@ class VideoReader(ABC):
         self.close()
 
     def _fail(self, reason: str) -> VideoDecodeError:
-        return VideoDecodeError(f"video {self.path}: {reason}")
+        return VideoDecodeError(self.path, reason)
 
 
 BACKENDS: Dict[str, Type[VideoReader]] = {}
@@ -93,11 +97,11 @@ def open_video(path: str | os.PathLike, backend: str = "pyav", num_threads: int 
         raise UserError(f"unknown video backend '{backend}' (data.backend); choose from {sorted(BACKENDS)}")
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise VideoDecodeError(f"video {path}: no such file")
+        raise VideoDecodeError(path, "no such file")
     if os.path.isdir(path):
-        raise VideoDecodeError(f"video {path}: is a directory, not a video file")
+        raise VideoDecodeError(path, "is a directory, not a video file")
     if os.path.getsize(path) == 0:
-        raise VideoDecodeError(f"video {path}: the file is empty (0 bytes)")
+        raise VideoDecodeError(path, "the file is empty (0 bytes)")
     return BACKENDS[backend](path, num_threads)
 
 
@@ -138,12 +142,12 @@ def scan_packets(container: av.container.InputContainer, stream: av.video.stream
             if packet.is_keyframe:
                 key_timestamps.append(pts)
     except av.FFmpegError as exc:
-        raise VideoDecodeError(f"video {path}: damaged after {packets} packets ({_first_line(exc)})") from exc
+        raise VideoDecodeError(path, f"damaged after {packets} packets ({_first_line(exc)})") from exc
     if not timestamps:
-        raise VideoDecodeError(f"video {path}: contains no video frames")
+        raise VideoDecodeError(path, "contains no video frames")
     if stream.frames > packets:
-        raise VideoDecodeError(f"video {path}: truncated: the header lists {stream.frames} frames but "
-                               f"only {packets} are in the file")
+        raise VideoDecodeError(path, f"truncated: the header lists {stream.frames} frames but only "
+                                     f"{packets} are in the file")
     timestamps.sort()
     # the stream start is always a valid restart point, flagged or not
     key_ordinals = sorted({0} | {bisect.bisect_left(timestamps, pts) for pts in key_timestamps})
@@ -154,10 +158,10 @@ def _open_container(path: str) -> Tuple[av.container.InputContainer, av.video.st
     try:
         container = av.open(path)
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(f"video {path}: not a readable video container ({_first_line(exc)})") from exc
+        raise VideoDecodeError(path, f"not a readable video container ({_first_line(exc)})") from exc
     if not container.streams.video:
         container.close()
-        raise VideoDecodeError(f"video {path}: has no video stream")
+        raise VideoDecodeError(path, "has no video stream")
     return container, container.streams.video[0]
 
 

@@ -1,0 +1,144 @@
+"""A dataset folder as a torch Dataset: decode, sample, transform; broken videos are counted.
+
+Folder format: `labels.txt` (one class per line, line number = class index), `train.csv` / `val.csv` /
+`test.csv` with header `path,label` (paths relative to the folder or absolute), and optionally
+`flip_pairs.txt` (lines `class_a,class_b`: a horizontal flip turns one into the other).
+
+Items are dicts: `clip` uint8 (3, T, H, W) in training, (V, 3, T, H, W) in evaluation with
+V = clips x crops; `label`; `index` (the sample actually returned); `valid`; `failed` ("path: reason"
+for each video that could not be decoded on the way). A training item may be asked for by index or by
+the key `(index, seed, epoch)` that the training sampler yields: its augmentation and any replacement
+draw from a generator seeded by that key, so they repeat exactly whatever the number of workers.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from errors import UserError
+from video.config import DataConfig
+from video.decode import VideoDecodeError, open_video
+from video.sampling import check_sampling, clip_length, sample_clips
+from video.transforms import build_test_transform, build_train_transform
+
+Key = Union[int, Tuple[int, int, int]]
+
+
+def read_labels(root: Path) -> List[str]:
+    """Class names from `labels.txt`, in class-index order."""
+    path = root / "labels.txt"
+    if not path.is_file():
+        raise UserError(f"dataset {root}: labels.txt is missing (data.root)")
+    labels = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if not labels or duplicates:
+        raise UserError(f"{path}: needs one distinct class name per line (repeated: {duplicates})")
+    return labels
+
+
+def read_split(root: Path, split: str, labels: List[str]) -> List[Tuple[str, int]]:
+    """(absolute path, class index) for every row of `<split>.csv`."""
+    path = root / f"{split}.csv"
+    if not path.is_file():
+        raise UserError(f"dataset {root}: {split}.csv is missing")
+    class_index = {label: index for index, label in enumerate(labels)}
+    samples = []
+    with open(path, newline="") as file:
+        reader = csv.reader(file)
+        if next(reader, None) != ["path", "label"]:
+            raise UserError(f"{path}: the first line must be the header 'path,label'")
+        for line, row in enumerate(reader, start=2):
+            if len(row) != 2 or row[1] not in class_index:
+                raise UserError(f"{path}:{line}: expected 'path,label' with a label from labels.txt, got {row}")
+            samples.append((str(root / row[0]), class_index[row[1]]))
+    if not samples:
+        raise UserError(f"{path}: lists no videos")
+    return samples
+
+
+def read_flip_pairs(root: Path, labels: List[str]) -> List[Tuple[int, int]]:
+    """Class index pairs that a horizontal flip exchanges (none when `flip_pairs.txt` is absent)."""
+    path = root / "flip_pairs.txt"
+    if not path.is_file():
+        return []
+    pairs = []
+    for line, text in enumerate(path.read_text().splitlines(), start=1):
+        names = [name.strip() for name in text.split(",")] if text.strip() else []
+        if names and (len(names) != 2 or not set(names) <= set(labels)):
+            raise UserError(f"{path}:{line}: expected two class names from labels.txt, got '{text}'")
+        if names:
+            pairs.append((labels.index(names[0]), labels.index(names[1])))
+    return pairs
+
+
+class VideoDataset(Dataset):
+    """Clips of the videos of one split; see the module docstring for the item format."""
+
+    def __init__(self, root: Union[str, Path], split: str, cfg: DataConfig, train: bool, clips: int = 1,
+                 crops: int = 1):
+        if train and (clips, crops) != (1, 1):
+            raise ValueError("training takes one clip and one crop per video")
+        if clips < 1:
+            raise UserError(f"test.clips={clips}: must be at least 1")
+        self.root, self.cfg, self.train, self.clips = Path(root), cfg, train, clips
+        if not self.root.is_dir():
+            raise UserError(f"dataset folder {self.root} does not exist (data.root)")
+        check_sampling(cfg.sampling)
+        self.labels = read_labels(self.root)
+        self.samples = read_split(self.root, split, self.labels)
+        flip_pairs = read_flip_pairs(self.root, self.labels)
+        if train:
+            self.transform = build_train_transform(cfg.transforms, len(self.labels), flip_pairs)
+        else:
+            self.test_views = build_test_transform(cfg.transforms, crops, flip_pairs)
+        self.views = clips * crops
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: Key) -> Dict:
+        index, seed, epoch = key if isinstance(key, tuple) else (int(key), 0, 0)
+        if self.train:
+            return self._train_item(index, np.random.default_rng([seed, epoch, index]))
+        return self._test_item(index)
+
+    def _train_item(self, index: int, rng: np.random.Generator) -> Dict:
+        """A transformed clip; an undecodable video is replaced by a random other one, and counted."""
+        failed: List[str] = []
+        for _ in range(self.cfg.max_replacements + 1):
+            path, label = self.samples[index]
+            try:
+                frames = self._decode(path, rng, clips=1)[0]
+            except VideoDecodeError as exc:
+                failed.append(f"{exc.path}: {exc.reason}")
+                index = int(rng.integers(len(self.samples)))
+                continue
+            clip, label = self.transform(frames, label, rng)
+            return dict(clip=clip.transpose(0, 1).contiguous(), label=label, index=index, valid=True, failed=failed)
+        raise UserError(f"{len(failed)} videos in a row could not be decoded (data.max_replacements="
+                        f"{self.cfg.max_replacements}); the last: {failed[-1]}")
+
+    def _test_item(self, index: int) -> Dict:
+        """All views of one video; an undecodable video gives a zero clip with `valid=False`."""
+        path, label = self.samples[index]
+        try:
+            clips = self._decode(path, None, self.clips)
+        except VideoDecodeError as exc:
+            size = self.cfg.transforms.crop_size
+            clip = torch.zeros(self.views, 3, clip_length(self.cfg.sampling), size, size, dtype=torch.uint8)
+            return dict(clip=clip, label=label, index=index, valid=False, failed=[f"{exc.path}: {exc.reason}"])
+        views = torch.cat([self.test_views(clip) for clip in clips])  # (V, T, 3, h, w)
+        return dict(clip=views.transpose(1, 2).contiguous(), label=label, index=index, valid=True, failed=[])
+
+    def _decode(self, path: str, rng, clips: int) -> torch.Tensor:
+        """uint8 frames (clips, T, 3, H, W) with channels-last strides (what the resizers like best)."""
+        with open_video(path, self.cfg.backend, self.cfg.decode_threads) as reader:
+            indices = sample_clips(reader.num_frames, self.cfg.sampling, rng, clips, reader.fps)
+            frames = reader.get_frames(indices.reshape(-1))
+        frames = torch.from_numpy(frames).view(*indices.shape, *frames.shape[1:])
+        return frames.permute(0, 1, 4, 2, 3)

@@ -1,0 +1,98 @@
+"""DataLoaders over a `VideoDataset`: worker processes, rank sharding, uint8 batches.
+
+Training: each epoch a seeded permutation is cut into disjoint, equal shards, one per rank
+(`loader.sampler.set_epoch(e)` picks the epoch); the last incomplete batch is dropped. Evaluation:
+every index exactly once across ranks, no padding duplicates (shards may differ by one video).
+Workers decode with the configured decoder threads, run single-threaded torch ops, and seed their
+global RNGs per worker; the dataset's own randomness comes from the sampler's keys.
+"""
+from __future__ import annotations
+
+import random
+from typing import Dict, Iterator, List, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from errors import UserError
+from video.config import DataConfig
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise UserError(f"rank {rank} is outside a world of {world_size} processes")
+
+
+class TrainSampler(Sampler):
+    """Shuffled disjoint shards of equal size; yields keys `(index, seed, epoch)` for the dataset."""
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
+        _check_rank(rank, world_size)
+        self.size, self.rank, self.world_size, self.seed = size, rank, world_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation (and the augmentation seeds) of this epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.world_size
+
+    def __iter__(self) -> Iterator[Tuple[int, int, int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        shard = order[: len(self) * self.world_size][self.rank:: self.world_size]
+        return iter([(int(index), self.seed, self.epoch) for index in shard])
+
+
+class EvalSampler(Sampler):
+    """Indices rank, rank + world_size, ...: each index on exactly one rank, none repeated."""
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1):
+        _check_rank(rank, world_size)
+        self.indices = range(rank, size, world_size)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+
+def collate(items: List[Dict]) -> Dict:
+    """Stack clips (uint8), labels and indices (int64), validity (bool); concatenate failures."""
+    return dict(
+        clip=torch.stack([item["clip"] for item in items]),
+        label=torch.tensor([item["label"] for item in items], dtype=torch.int64),
+        index=torch.tensor([item["index"] for item in items], dtype=torch.int64),
+        valid=torch.tensor([item["valid"] for item in items], dtype=torch.bool),
+        failed=[entry for item in items for entry in item["failed"]],
+    )
+
+
+def _init_worker(worker_id: int) -> None:
+    """One torch thread per worker (decoding is the parallelism) and distinct global RNG seeds."""
+    torch.set_num_threads(1)
+    seed = torch.initial_seed() % 2**32  # torch gives each worker its own base seed + worker id
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def build_loader(dataset: Dataset, cfg: DataConfig, train: bool, rank: int = 0, world_size: int = 1,
+                 seed: int = 0, device_type: str = "cpu") -> DataLoader:
+    """A DataLoader yielding dict batches (see `collate`); pinned memory only for a CUDA device."""
+    if cfg.batch_size < 1 or cfg.num_workers < 0:
+        raise UserError(f"data.batch_size={cfg.batch_size} must be >= 1 and data.num_workers="
+                        f"{cfg.num_workers} >= 0")
+    if train:
+        sampler = TrainSampler(len(dataset), rank, world_size, seed)
+    else:
+        sampler = EvalSampler(len(dataset), rank, world_size)
+    workers = cfg.num_workers
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=train, collate_fn=collate,
+        num_workers=workers, worker_init_fn=_init_worker if workers else None,
+        persistent_workers=cfg.persistent_workers and workers > 0,
+        prefetch_factor=cfg.prefetch_factor if workers else None,
+        pin_memory=cfg.pin_memory and device_type == "cuda",
+    )
