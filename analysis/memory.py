@@ -1,4 +1,4 @@
-"""Measure one training forward: the bytes autograd saves for backward and its multiply-adds.
+"""Measure one training forward: the bytes autograd saves for backward (and the CUDA peak of a step).
 
 Saved tensors are caught with `torch.autograd.graph.saved_tensors_hooks`; each storage is counted once
 (views and in-place results share it) and parameters/buffers are left out, so what remains is the
@@ -14,8 +14,6 @@ from typing import Iterator, List, Mapping
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-
-from models.sizes import forward_macs
 
 DEVICES = ("cpu", "cuda", "fake")
 
@@ -37,10 +35,9 @@ class SavedStorage:
 
 @dataclass
 class ForwardCost:
-    """What one forward of a batch costs: saved storages (activations only) and multiply-adds."""
+    """What one forward of a batch keeps for backward: its saved storages (activations only)."""
 
     saved: List[SavedStorage] = field(default_factory=list)
-    macs: int = 0  # counted by models.sizes.forward_macs (shape-only, attention in matmul form)
 
     @property
     def activation_bytes(self) -> int:
@@ -109,7 +106,7 @@ def measure_forward(model: nn.Module, clip_shape: tuple, device: str = "cpu",
         clip = torch.randn(clip_shape, device="cpu" if device == "fake" else device)
         with meter.watching(scopes or {}):
             model(clip)
-    return ForwardCost(meter.saved, forward_macs(model, clip_shape))
+    return ForwardCost(meter.saved)
 
 
 def cuda_peak_bytes(model: nn.Module, clip_shape: tuple) -> int:

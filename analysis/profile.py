@@ -2,11 +2,12 @@
 
 For every case of the sweep in `profile.*` (placement x frames x size x batch x subsample x
 implementation) one model is built and one training forward is measured: activation bytes saved for
-backward (each storage once), forward GFLOPs per clip (multiply-adds, the mmaction2 convention),
-and the CUDA peak of forward + backward when a GPU is
-used. Beside each measurement stands the analytic prediction from shapes alone (analysis/memory_model.py),
-which also gives the bytes of the non-local Nq x Nk affinity matrices among the activations. Without `--config`, the sweep is
-configs/profile/default.yaml. Writes OUT/profile.json, OUT/profile.md and OUT/profile.png.
+backward (each storage once) and, on a GPU, the CUDA peak of forward + backward. Beside them: the
+analytic prediction of the activation bytes from shapes alone (analysis/memory_model.py), which also
+gives the bytes of the non-local Nq x Nk affinity matrices among them, and GFLOPs per clip counted as
+multiply-adds (the mmaction2 convention of models.sizes). A row fits the budget when its footprint does:
+the CUDA peak plus optimizer state, or without a GPU, activations plus weights, gradients and optimizer
+state. Without `--config` the sweep is configs/profile/default.yaml. Writes OUT/profile.json, .md, .png.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from analysis.sweep import ProfileCase, expand_sweep
 from engine.config import Config, load_config
 from errors import UserError
 from models.build import build_model
+from models.sizes import forward_macs
 
 DEFAULT_SWEEP = Path(__file__).resolve().parent.parent / "configs" / "profile" / "default.yaml"
 
@@ -58,37 +60,34 @@ def _case_model(cfg: Config, case: ProfileCase, num_classes: int) -> nn.Module:
 def measure_case(cfg: Config, case: ProfileCase, device: str) -> Dict[str, Any]:
     """One row: build the case's model, measure a training forward, predict it, add the CUDA peak."""
     model = _case_model(cfg, case, cfg.profile.num_classes)
+    macs = forward_macs(model, case.clip_shape)  # shape-only passes run on the CPU copy
+    prediction = predict_saved_bytes(model, case.clip_shape)
     if device == "cuda":
         model = model.cuda()
-    cost = measure_forward(model, case.clip_shape, device)
-    prediction = predict_saved_bytes(model, case.clip_shape)
+    measured = measure_forward(model, case.clip_shape, device).activation_bytes
     peak = cuda_peak_bytes(model, case.clip_shape) if device == "cuda" else None
     params = sum(p.numel() for p in model.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    measured = cost.activation_bytes
+    optimizer_bytes = param_bytes * cfg.profile.optimizer_states  # not allocated by a bare step
+    state_bytes = 2 * param_bytes + optimizer_bytes  # weights and gradients too
     return {
         "placement": case.placement, "frames": case.frames, "size": case.size, "batch": case.batch,
         "implementation": case.implementation or "-", "subsample": case.subsample,
         # per clip, in multiply-adds as mmaction2 and models.sizes count "FLOPs"
-        "params": params, "gflops": cost.macs / case.batch / 1e9,
+        "params": params, "gflops": macs / case.batch / 1e9,
         "activation_bytes": measured, "predicted_activation_bytes": prediction.activation_bytes,
         "prediction_error": prediction.activation_bytes / measured - 1,
         # the Nq x Nk matrices kept for backward, from the blocks' shapes (0 on the fused path)
         "nonlocal_affinity_bytes": prediction.affinity_bytes,
-        "peak_bytes": peak, "device": device,
-        # weights, gradients and the optimizer's per-parameter states stay for the whole step
-        "state_bytes": param_bytes * (2 + cfg.profile.optimizer_states),
+        "peak_bytes": peak, "device": device, "state_bytes": state_bytes,
+        "footprint_bytes": measured + state_bytes if peak is None else peak + optimizer_bytes,
         "unmodelled_layers": prediction.unknown_layers,
     }
 
 
 def mark_budget(row: Dict[str, Any], budget: int | None) -> Dict[str, Any]:
-    """fits_budget and max_fitting_batch for one row (both null without a budget).
-
-    The footprint compared is the CUDA peak when measured, else activations + parameter state.
-    """
-    footprint = row["peak_bytes"] if row["peak_bytes"] is not None else row["activation_bytes"] + row["state_bytes"]
-    row["footprint_bytes"] = footprint
+    """fits_budget and max_fitting_batch for one row from its footprint (both null without a budget)."""
+    footprint = row["footprint_bytes"]
     row["fits_budget"] = None if budget is None else footprint <= budget
     row["max_fitting_batch"] = (None if budget is None else
                                 largest_fitting_batch(footprint, row["batch"], row["state_bytes"], budget))

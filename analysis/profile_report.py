@@ -20,17 +20,19 @@ def varying_fields(rows: Sequence[Row]) -> List[str]:
     return [name for name in CASE_FIELDS if len({str(row[name]) for row in rows}) > 1]
 
 
-def row_label(row: Row, fields: Sequence[str], sep: str = " ") -> str:
+def row_label(row: Row, fields: Sequence[str]) -> str:
     parts = []
     for name in fields:
         value = row[name]
+        if value in (None, "-"):  # subsample / implementation of a placement without non-local blocks
+            continue
         if name == "subsample":
             parts.append("sub" if value else "nosub")
         elif name in ("frames", "size", "batch"):
             parts.append(f"{name[0]}{value}")
         else:
             parts.append(str(value))
-    return sep.join(parts)
+    return " ".join(parts)
 
 
 def _fits(row: Row) -> str:
@@ -58,26 +60,46 @@ def markdown_table(rows: Sequence[Row], budget: int | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _unit(largest: float) -> tuple[str, float]:
+    return ("GiB", GIB) if largest >= GIB else ("MiB", 2**20)
+
+
 def bar_chart(path: Path, rows: Sequence[Row], budget: int | None, title: str) -> Path:
-    """Bars of measured activation GiB per row (affinity share hatched), predicted as a dot, budget line."""
+    """Stacked bars per row: parameter state, measured activations with their non-local affinity
+    share hatched; the analytic prediction as a dot, a CUDA peak as a cross, the budget as a line.
+    With a budget, a second panel shows the largest batch that fits it."""
     fields = varying_fields(rows) or ["placement"]
-    labels = [row_label(row, fields, "\n") for row in rows]
-    measured = np.array([row["activation_bytes"] for row in rows]) / GIB
-    predicted = np.array([row["predicted_activation_bytes"] for row in rows]) / GIB
-    affinity = np.array([row["nonlocal_affinity_bytes"] for row in rows]) / GIB
+    labels = [row_label(row, fields) for row in rows]
+    state = np.array([row["state_bytes"] for row in rows], dtype=float)
+    measured = np.array([row["activation_bytes"] for row in rows], dtype=float)
+    affinity = np.array([row["nonlocal_affinity_bytes"] for row in rows], dtype=float)
+    predicted = np.array([row["predicted_activation_bytes"] for row in rows], dtype=float)
+    peaks = [(i, row["peak_bytes"]) for i, row in enumerate(rows) if row["peak_bytes"] is not None]
+    unit, scale = _unit(max([*(state + measured), *(p for _, p in peaks), budget or 0]))
     x = np.arange(len(rows))
-    fig = Figure(figsize=(max(6.0, 0.75 * len(rows) + 2), 4.8))
-    ax = fig.subplots()
-    ax.bar(x, measured - affinity, color="tab:blue", label="activations (measured)")
-    ax.bar(x, affinity, bottom=measured - affinity, color="tab:red", hatch="//", label="of which NL affinity (analytic)")
-    ax.plot(x, predicted, "k.", markersize=9, label="predicted (analytic)")
+    panels = 2 if budget else 1
+    fig = Figure(figsize=(max(6.0, 0.42 * len(rows) + 2), 3.2 * panels + 2.0), layout="constrained")
+    axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[0]
+    ax.bar(x, state / scale, color="0.75", label="weights + grads + optimizer state")
+    ax.bar(x, (measured - affinity) / scale, bottom=state / scale, color="tab:blue", label="activations (measured)")
+    ax.bar(x, affinity / scale, bottom=(state + measured - affinity) / scale, color="tab:red", hatch="//",
+           label="of which non-local affinity")
+    ax.plot(x, (state + predicted) / scale, "k.", markersize=8, label="predicted (analytic)")
+    if peaks:
+        ax.plot([i for i, _ in peaks], [p / scale for _, p in peaks], "kx", label="CUDA peak (fwd + bwd)")
     if budget:
-        ax.axhline(budget / GIB, color="tab:orange", linestyle="--", label=f"budget {format_bytes(budget)}")
-    ax.set_xticks(x, labels, fontsize=7)
-    ax.set_ylabel("GiB saved for backward")
+        ax.axhline(budget / scale, color="tab:orange", linestyle="--", label=f"budget {format_bytes(budget)}")
+    ax.set_ylabel(f"{unit} per training step")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.legend(fontsize=7)
+    if budget:
+        batches = [row["max_fitting_batch"] for row in rows]
+        axes[1].bar(x, batches, color=["tab:green" if row["fits_budget"] else "tab:orange" for row in rows])
+        for i, value in enumerate(batches):
+            axes[1].annotate(str(value), (i, value), ha="center", va="bottom", fontsize=6)
+        axes[1].set_ylabel(f"largest batch in {format_bytes(budget)}")
+    axes[-1].set_xticks(x, labels, fontsize=7, rotation=60, ha="right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path

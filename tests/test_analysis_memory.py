@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 FLOAT, INT64 = 4, 8
 
 
-def test_saved_bytes_and_macs_match_a_hand_count():
+def test_saved_bytes_match_a_hand_count():
     model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4), nn.ReLU(inplace=True), nn.MaxPool3d((1, 2, 2)),
                           nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 5))
     b, t, h, w = 2, 3, 4, 6
@@ -26,10 +26,8 @@ def test_saved_bytes_and_macs_match_a_hand_count():
                 + b * 4 * t * h * w * FLOAT  # in-place ReLU keeps its output; max-pool keeps the same storage
                 + b * 4 * t * (h // 2) * (w // 2) * INT64  # max-pool indices; the global mean keeps nothing
                 + b * 4 * FLOAT)  # linear keeps its input
-    macs = (b * 4 * t * h * w) * 3 + b * 4 * 5  # multiply-adds of the conv and the linear
     for device in ("cpu", "fake"):
-        cost = measure_forward(model, (b, 3, t, h, w), device)
-        assert (cost.activation_bytes, cost.macs) == (expected, macs), device
+        assert measure_forward(model, (b, 3, t, h, w), device).activation_bytes == expected, device
     assert predict_saved_bytes(model, (b, 3, t, h, w)).activation_bytes == expected
 
 

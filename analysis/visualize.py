@@ -1,0 +1,126 @@
+"""`run.py visualize checkpoint=PATH --video FILE --out DIR [--block NAME] [--query t,y,x|auto]`.
+
+Long-range frame relations of a trained model's attention block: the clip is decoded and sampled as the
+checkpoint's config says (test-time centre clip and crop), the chosen block's attention row for one
+query position is computed alone (`attention_rows`, so fused blocks work), and written as
+  DIR/relations.png   the sampled frames with the attention overlaid and arrows to the top-k partners
+  DIR/relations.mp4   one video frame per sampled frame: the query's frame beside frame t
+  DIR/relations.json  the numbers (query, partners, weights, masses) and the written paths
+  DIR/pyramid_maps.png  the pyramid head's K attention maps over scales and time (IAA models only)
+wandb (logger.wandb.mode other than disabled) gets the images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from analysis.clip_input import load_clip
+from analysis.pyramid_maps import find_pyramid_head, pyramid_maps
+from analysis.relations import Relation, parse_query, query_relation
+from analysis.render import relation_video_frames, save_map_grid, save_relation_grid
+from engine.checkpoint import load_for_inference
+from engine.config import Config
+from errors import UserError
+from video.encode import write_video
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", required=True, help="video file to look at")
+    parser.add_argument("--out", required=True, help="folder for relations.png/.mp4/.json")
+    parser.add_argument("--block", help="attention block name, e.g. res4.1.nonlocal (default: the last one)")
+    parser.add_argument("--query", default="auto", help="t,y,x in sampled-frame pixels, or auto (default)")
+
+
+def choose_block(model: nn.Module, name: str | None) -> Tuple[str, nn.Module]:
+    """The named attention block, or the last one that can report attention rows."""
+    blocks = {n: b for n, b in model.attention_blocks().items() if hasattr(b, "attention_rows")}
+    if not blocks:
+        placed = ", ".join(model.attention_blocks()) or "none"
+        raise UserError(f"the model has no non-local or position-attention block to visualize (placed: {placed})")
+    if name is None:
+        name = list(blocks)[-1]
+    if name not in blocks:
+        raise UserError(f"--block '{name}' is not one of the model's attention blocks: {', '.join(blocks)}")
+    return name, blocks[name]
+
+
+def _relation_files(out_dir: Path, frames: np.ndarray, relation: Relation, cfg: Config) -> Dict[str, str]:
+    input_shape = frames.shape[:3]
+    heat = relation.heat(input_shape).numpy()
+    partners = [tuple(p["input"]) for p in relation.partners]
+    title = (f"{relation.block}: query frame {relation.query[0]} at (y={relation.query[1]:.0f}, "
+             f"x={relation.query[2]:.0f}); top-{len(partners)} partners in other frames hold "
+             f"{100 * relation.top_k_mass:.1f}% of its attention")
+    png = save_relation_grid(out_dir / "relations.png", frames, heat, relation.query, partners,
+                             cfg.visualize.columns, title)
+    pictures = relation_video_frames(frames, heat, relation.query, partners, cfg.visualize.panel_size)
+    mp4 = out_dir / "relations.mp4"
+    write_video(mp4, pictures, cfg.visualize.fps)
+    return {"png": str(png), "mp4": str(mp4)}
+
+
+def _pyramid_file(out_dir: Path, model: nn.Module, clip: torch.Tensor, frames: np.ndarray) -> Dict[str, str]:
+    head = find_pyramid_head(model)
+    if head is None:
+        return {}
+    maps = pyramid_maps(model, head, clip)
+    shape = frames.shape[:3]
+    rows = [(label, heat.numpy(), vmax) for label, heat, vmax in maps.rows(shape)]
+    picked = maps.frames(shape)
+    path = save_map_grid(out_dir / "pyramid_maps.png", frames[picked], [f"frame {t}" for t in picked], rows,
+                         f"pyramid head: {maps.maps.shape[0]} maps,\nsoftmax over scales x time x positions")
+    return {"pyramid_maps": str(path)}
+
+
+def _log_to_wandb(cfg: Config, out_dir: Path, files: Dict[str, str]) -> None:
+    """Images to wandb when enabled (offline by default), next to the files."""
+    from engine.logging import WandbSink
+
+    sink = WandbSink(cfg, {"visualize": {"files": files}}, out_dir)
+    for key, name in (("png", "relations"), ("pyramid_maps", "pyramid_maps")):
+        if key in files:
+            sink.log_image(f"visualize/{name}", Path(files[key]), 0)
+    sink.close()
+
+
+def visualize(checkpoint: str, video: str, out_dir: str | Path, block: str | None = None, query: str = "auto",
+              cfg: Config | None = None) -> Dict[str, str]:
+    """Write the relation picture, video and numbers of one query of one block; returns the paths.
+
+    `cfg` supplies the `visualize.*` and `logger.*` options (default: the checkpoint's config).
+    """
+    model, model_cfg, labels = load_for_inference(checkpoint)
+    cfg = cfg if cfg is not None else model_cfg
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames, clip = load_clip(video, model_cfg.data)
+    name, chosen = choose_block(model, block)
+    relation = query_relation(model, name, chosen, clip, parse_query(query, frames.shape[:3]), cfg.visualize.top_k)
+    files = _relation_files(out_dir, frames, relation, cfg)
+    if cfg.visualize.iaa_maps:
+        files.update(_pyramid_file(out_dir, model, clip, frames))
+    with torch.no_grad():
+        probabilities = model(clip).softmax(-1)[0]
+    numbers = {"checkpoint": str(checkpoint), "video": str(video), "requested_query": query,
+               "frames": list(frames.shape[:3]), "prediction": labels[int(probabilities.argmax())],
+               "confidence": float(probabilities.max()), **relation.to_json()}
+    json_path = out_dir / "relations.json"
+    files["json"] = str(json_path)
+    json_path.write_text(json.dumps({**numbers, "files": files}, indent=2) + "\n")
+    if cfg.logger.wandb.mode != "disabled":
+        _log_to_wandb(cfg, out_dir, files)
+    return files
+
+
+def run_command(args: argparse.Namespace, cfg: Config) -> int:
+    if not cfg.checkpoint:
+        raise UserError("visualize needs checkpoint=PATH")
+    files = visualize(cfg.checkpoint, args.video, args.out, args.block, args.query, cfg)
+    print("visualize: wrote " + ", ".join(files.values()))
+    return 0
