@@ -29,6 +29,7 @@ class VideoWriter:
         options = {"movflags": "+faststart"} if faststart and is_mp4 else {}
         self._container = av.open(self.path, mode="w", options=options)
         rate = Fraction(fps).limit_denominator(1001)
+        self._time_base = 1 / rate  # frame k is shown at k / fps
         self._stream = self._container.add_stream(codec, rate=rate)
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
@@ -46,7 +47,7 @@ class VideoWriter:
         """Encode one frame: a uint8 RGB array (H, W, 3) or a PyAV frame of the stream's size."""
         if isinstance(frame, np.ndarray):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        frame.pts = self._count
+        frame.pts, frame.time_base = self._count, self._time_base
         self._count += 1
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
