@@ -33,18 +33,18 @@ from video.encode import write_video
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", required=True, help="video file to look at")
     parser.add_argument("--out", required=True, help="folder for relations.png/.mp4/.json")
-    parser.add_argument("--block", help="attention block name, e.g. res4.1.nonlocal (default: the last one)")
+    parser.add_argument("--block", help="attention block name, e.g. res4.1.nonlocal (default: the last non-local block)")
     parser.add_argument("--query", default="auto", help="t,y,x in sampled-frame pixels, or auto (default)")
 
 
 def choose_block(model: nn.Module, name: str | None) -> Tuple[str, nn.Module]:
-    """The named attention block, or the last one that can report attention rows."""
+    """The named attention block, or by default the last non-local block (else the last DANet PAM)."""
     blocks = {n: b for n, b in model.attention_blocks().items() if hasattr(b, "attention_rows")}
     if not blocks:
         placed = ", ".join(model.attention_blocks()) or "none"
         raise UserError(f"the model has no non-local or position-attention block to visualize (placed: {placed})")
     if name is None:
-        name = list(blocks)[-1]
+        name = ([n for n in blocks if n.endswith(".nonlocal")] or list(blocks))[-1]
     if name not in blocks:
         raise UserError(f"--block '{name}' is not one of the model's attention blocks: {', '.join(blocks)}")
     return name, blocks[name]

@@ -148,3 +148,12 @@ def test_visualize_fused_block_by_name_with_auto_query_and_wandb(tmp_path, clips
     assert images == {"relations", "pyramid"}
     with pytest.raises(UserError, match="res9.0.nonlocal"):
         visualize(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis", block="res9.0.nonlocal")
+
+
+def test_visualize_danet_position_attention(tmp_path, clips_dir):
+    checkpoint, _ = _tiny_checkpoint(tmp_path, ["model.attention=[{type: pam, stages: [4], blocks: [1]}]",
+                                                "visualize.iaa_maps=false"])
+    files = visualize(str(checkpoint), str(clips_dir / "tai_chi_k400.mp4"), tmp_path / "vis")
+    numbers = json.loads(Path(files["json"]).read_text())
+    assert numbers["block"] == "res4.1.pam" and numbers["key_grid"] == numbers["grid"]  # PAM keeps every key
+    assert "pyramid_maps" not in files and _decoded_frames(files["mp4"]) == 8
