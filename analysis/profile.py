@@ -120,7 +120,8 @@ def run_profile(cfg: Config, out_dir: str | Path, json_path: str | Path | None =
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "profile.md").write_text(markdown_table(rows, budget_bytes))
-    title = f"{cfg.model.arch}-{cfg.model.depth} x{cfg.model.width:g}: activation memory per placement ({device})"
+    title = (f"{cfg.model.arch.upper()}-R{cfg.model.depth} (width x{cfg.model.width:g}): memory of one "
+             f"training step, measured on {device}")
     bar_chart(out_dir / "profile.png", rows, budget_bytes, title)
     return result
 

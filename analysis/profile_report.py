@@ -91,7 +91,9 @@ def bar_chart(path: Path, rows: Sequence[Row], budget: int | None, title: str) -
     if budget:
         ax.axhline(budget / scale, color="tab:orange", linestyle="--", label=f"budget {format_bytes(budget)}")
     ax.set_ylabel(f"{unit} per training step")
-    ax.set_title(title, fontsize=10)
+    shared = [name for name in ("frames", "size", "batch") if name not in fields]
+    ax.set_title(f"{title}; {', '.join(f'{name} {rows[0][name]}' for name in shared)}" if shared else title,
+                 fontsize=10)
     ax.legend(fontsize=7)
     if budget:
         batches = [row["max_fitting_batch"] for row in rows]
