@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import torch
@@ -35,6 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for relations.png/.mp4/.json")
     parser.add_argument("--block", help="attention block name, e.g. res4.1.nonlocal (default: the last non-local block)")
     parser.add_argument("--query", default="auto", help="t,y,x in sampled-frame pixels, or auto (default)")
+
+
+def check_options(options: Any) -> None:
+    """Raise UserError naming the `visualize.*` key with an impossible value."""
+    for key in ("top_k", "columns", "panel_size"):
+        if getattr(options, key) < 1:
+            raise UserError(f"visualize.{key}={getattr(options, key)}: must be at least 1")
+    if options.fps <= 0:
+        raise UserError(f"visualize.fps={options.fps}: must be positive")
 
 
 def choose_block(model: nn.Module, name: str | None) -> Tuple[str, nn.Module]:
@@ -97,6 +106,7 @@ def visualize(checkpoint: str, video: str, out_dir: str | Path, block: str | Non
     """
     model, model_cfg, labels = load_for_inference(checkpoint)
     cfg = cfg if cfg is not None else model_cfg
+    check_options(cfg.visualize)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames, clip = load_clip(video, model_cfg.data)

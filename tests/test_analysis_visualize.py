@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from analysis.relations import GridMap, parse_query, query_relation
-from analysis.visualize import visualize
+from analysis.visualize import check_options, visualize
 from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
 from engine.config import load_config
 from errors import UserError
@@ -95,6 +95,12 @@ def test_auto_query_picks_the_most_concentrated_position():
     clip = _angle_clip(ANGLES, BRIGHT)
     relation = query_relation(model, "res4.0.nonlocal", model.block, clip, None, top_k=1)
     assert relation.query_cell in (QUERY, TWIN)
+
+
+@pytest.mark.parametrize("key, value", [("top_k", 0), ("fps", 0.0), ("panel_size", 0)])
+def test_bad_visualize_option_names_the_key(key, value):
+    with pytest.raises(UserError, match=f"visualize.{key}"):
+        check_options(load_config(None, [f"visualize.{key}={value}"]).visualize)
 
 
 @pytest.mark.parametrize("text", ["1,2", "a,b,c", "9,0,0", "0,0,8"])
