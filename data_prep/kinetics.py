@@ -27,10 +27,9 @@ from tqdm import tqdm
 
 from errors import UserError
 from video.dataset import read_labels
-from video.decode import VideoDecodeError, open_video
+from video.decode import VIDEO_SUFFIXES, VideoDecodeError, open_video
 from video.encode import VideoWriter
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv"}
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val",
                "test": "test", "testing": "test"}
 

@@ -181,3 +181,14 @@ def test_unknown_backend_names_the_config_key(long_video):
 def test_index_outside_the_video_is_a_caller_error(long_video):
     with open_video(long_video) as reader, pytest.raises(IndexError, match="600"):
         reader.get_frames([600])
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_frames_scaled_down_by_the_decoder_keep_their_content(long_video, backend):
+    with open_video(long_video, backend, short_side=16) as reader:  # 32x96 frames become 16x48
+        frames = reader.get_frames([7, 300])
+        assert frames.shape[1:3] == (reader.height, reader.width)
+        assert reader.height == 16 and reader.width in (48, 50)  # decord cannot output width 48
+        assert read_barcodes(frames) == [7, 300]
+    with open_video(long_video, backend, short_side=64) as reader:  # never enlarged
+        assert reader.get_frames([0]).shape == (1, 32, 96, 3)

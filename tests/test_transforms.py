@@ -123,3 +123,11 @@ def test_normalize_maps_uint8_to_standardized_float():
     assert out.dtype == torch.float32 and out.shape == clip.shape
     assert torch.allclose(out[:, 0], torch.tensor(2.0)) and torch.allclose(out[:, 1], torch.tensor(-1.0))
     assert torch.allclose(out[:, 2], torch.tensor(1.5))
+
+
+def test_each_transform_says_how_large_its_source_frames_need_to_be():
+    cfg = TransformConfig(train_scale=[64, 80], crop_size=56, test_scale=72, area_range=[0.25, 1.0],
+                          aspect_range=[1.0, 1.0])
+    assert build_train_transform(cfg, 2).source_short_side == 80
+    assert build_train_transform(TransformConfig(**{**cfg.__dict__, "random_resized_crop": True}), 2).source_short_side == 112
+    assert build_test_transform(cfg, 3).source_short_side == 72

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -113,7 +113,7 @@ class VideoDataset(Dataset):
         for _ in range(self.cfg.max_replacements + 1):
             path, label = self.samples[index]
             try:
-                frames = self._decode(path, rng, clips=1)[0]
+                frames = read_clips(path, self.cfg, rng, short_side=self.transform.source_short_side)[0][0]
             except VideoDecodeError as exc:
                 failed.append(f"{exc.path}: {exc.reason}")
                 index = int(rng.integers(len(self.samples)))
@@ -127,7 +127,7 @@ class VideoDataset(Dataset):
         """All views of one video; an undecodable video gives a zero clip with `valid=False`."""
         path, label = self.samples[index]
         try:
-            clips = self._decode(path, None, self.clips)
+            clips, _ = read_clips(path, self.cfg, None, self.clips, self.test_views.source_short_side)
         except VideoDecodeError as exc:
             size = self.cfg.transforms.crop_size
             clip = torch.zeros(self.views, 3, clip_length(self.cfg.sampling), size, size, dtype=torch.uint8)
@@ -135,10 +135,14 @@ class VideoDataset(Dataset):
         views = torch.cat([self.test_views(clip) for clip in clips])  # (V, T, 3, h, w)
         return dict(clip=views.transpose(1, 2).contiguous(), label=label, index=index, valid=True, failed=[])
 
-    def _decode(self, path: str, rng, clips: int) -> torch.Tensor:
-        """uint8 frames (clips, T, 3, H, W) with channels-last strides (what the resizers like best)."""
-        with open_video(path, self.cfg.backend, self.cfg.decode_threads) as reader:
-            indices = sample_clips(reader.num_frames, self.cfg.sampling, rng, clips, reader.fps)
-            frames = reader.get_frames(indices.reshape(-1))
-        frames = torch.from_numpy(frames).view(*indices.shape, *frames.shape[1:])
-        return frames.permute(0, 1, 4, 2, 3)
+
+def read_clips(path: str, cfg: DataConfig, rng: Optional[np.random.Generator], clips: int = 1,
+               short_side: Optional[int] = None) -> Tuple[torch.Tensor, np.ndarray]:
+    """Decode the sampled frames of one video: uint8 (clips, T, 3, H, W) with channels-last strides
+    (what the resizers like best), and the frame indices (clips, T); `rng` None gives test views.
+    Frames come at most `short_side` pixels on their short side, scaled by the decoder."""
+    with open_video(path, cfg.backend, cfg.decode_threads, short_side) as reader:
+        indices = sample_clips(reader.num_frames, cfg.sampling, rng, clips, reader.fps)
+        frames = reader.get_frames(indices.reshape(-1))
+    frames = torch.from_numpy(frames).view(*indices.shape, *frames.shape[1:])
+    return frames.permute(0, 1, 4, 2, 3), indices

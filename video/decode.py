@@ -1,7 +1,8 @@
 """Frame-accurate random access to video files behind one reader interface, with two backends.
 
 `open_video(path, backend)` returns a `VideoReader` whose `get_frames(indices)` gives uint8 RGB frames
-(N, H, W, 3) in the requested order. Frame `i` is the i-th frame in presentation order. Each wanted
+(N, H, W, 3) in the requested order; with `short_side`, frames larger than that come scaled down by the
+decoder's own colour conversion (no full-resolution RGB frame is made only to be shrunk later). Frame `i` is the i-th frame in presentation order. Each wanted
 frame is decoded once, starting from the nearest keyframe before it (never from the start of a long
 video). Backends register by name (`pyav`, `decord`); every failure is a `VideoDecodeError` naming the
 file and the reason.
@@ -22,6 +23,9 @@ from av.video.reformatter import VideoReformatter
 from errors import UserError
 
 
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")  # what folder scans pick up
+
+
 class VideoDecodeError(UserError):
     """A video that cannot be opened or decoded; the message names the file and the reason."""
 
@@ -33,20 +37,21 @@ class VideoDecodeError(UserError):
 class VideoReader(ABC):
     """Random access to the frames of one video file; use as a context manager or call `close()`."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, short_side: Optional[int] = None):
         self.path = path
+        self.short_side = short_side
         self.num_frames = 0
         self.fps = 0.0
 
     @property
     @abstractmethod
     def height(self) -> int:
-        """Frame height in pixels."""
+        """Height of the returned frames in pixels."""
 
     @property
     @abstractmethod
     def width(self) -> int:
-        """Frame width in pixels."""
+        """Width of the returned frames in pixels."""
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 frames (N, H, W, 3) for `indices` in the given order; repeats are decoded once."""
@@ -91,8 +96,10 @@ def register_backend(name: str) -> Callable[[Type[VideoReader]], Type[VideoReade
     return add
 
 
-def open_video(path: str | os.PathLike, backend: str = "pyav", num_threads: int = 1) -> VideoReader:
-    """Open `path` with the named backend, using `num_threads` decoder threads (0: decoder's choice)."""
+def open_video(path: str | os.PathLike, backend: str = "pyav", num_threads: int = 1,
+               short_side: Optional[int] = None) -> VideoReader:
+    """Open `path` with the named backend, using `num_threads` decoder threads (0: decoder's choice);
+    frames whose short side exceeds `short_side` are returned scaled down to it (aspect kept)."""
     if backend not in BACKENDS:
         raise UserError(f"unknown video backend '{backend}' (data.backend); choose from {sorted(BACKENDS)}")
     path = os.fspath(path)
@@ -102,7 +109,15 @@ def open_video(path: str | os.PathLike, backend: str = "pyav", num_threads: int 
         raise VideoDecodeError(path, "is a directory, not a video file")
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
-    return BACKENDS[backend](path, num_threads)
+    return BACKENDS[backend](path, num_threads, short_side)
+
+
+def output_size(height: int, width: int, short_side: Optional[int]) -> Tuple[int, int]:
+    """Frame size after scaling the short side down to `short_side` (never up)."""
+    if short_side is None or min(height, width) <= short_side:
+        return height, width
+    factor = short_side / min(height, width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -177,8 +192,8 @@ class PyAVReader(VideoReader):
     real end repeat the last one (as decord does) and `num_frames` is corrected.
     """
 
-    def __init__(self, path: str, num_threads: int = 1):
-        super().__init__(path)
+    def __init__(self, path: str, num_threads: int = 1, short_side: Optional[int] = None):
+        super().__init__(path, short_side)
         self._container, self._stream = _open_container(path)
         try:
             self._index = scan_packets(self._container, self._stream, path)
@@ -190,7 +205,7 @@ class PyAVReader(VideoReader):
         context.thread_type = "AUTO" if num_threads != 1 else "SLICE"
         self.num_frames = len(self._index.timestamps)
         self.fps = self._frame_rate()
-        self._height, self._width = context.height, context.width
+        self._height, self._width = output_size(context.height, context.width, short_side)
         self.frames_decoded = 0  # decoder output count, to check that seeking skips what it should
         self._to_rgb = VideoReformatter()  # reused: a fresh one per frame costs ~2 ms of set-up
         self._frames: Optional[Iterator[Tuple[int, av.VideoFrame]]] = None
@@ -216,7 +231,9 @@ class PyAVReader(VideoReader):
         out = np.empty((len(indices), self._height, self._width, 3), dtype=np.uint8)
         for slot, target in enumerate(indices.tolist()):
             frame = self._advance_to(target)
-            out[slot] = self._to_rgb.reformat(frame, format="rgb24").to_ndarray()
+            height, width = output_size(frame.height, frame.width, self.short_side)
+            out[slot] = self._to_rgb.reformat(frame, format="rgb24", width=width, height=height,
+                                              interpolation="AREA").to_ndarray()
         return out
 
     def _advance_to(self, target: int) -> av.VideoFrame:
@@ -296,27 +313,36 @@ class DecordReader(VideoReader):
     counts placeholder packets ("drop frame" chunks) as frames and addresses later frames off by up
     to 5 (HMDB51 files), and near the end it sometimes returns the previous frame (about 1 read in
     20 on the shared 1080p AVI). For those files, found with a cheap PyAV probe of AVI files only,
-    frames are read in consecutive batches from the start, which decord gets right.
+    frames are read in consecutive batches from the start, which decord gets right. With
+    `short_side`, the same probe gives the size that decord is asked to scale to as it converts.
     """
 
     FORWARD_BATCH_BYTES = 64 << 20  # bounds memory of the forward pass on large frames
+    # decord 0.6.0 returns 4-channel frames at these output widths and then fails to copy them
+    BROKEN_WIDTHS = (24, 48, 72)
 
-    def __init__(self, path: str, num_threads: int = 1):
-        super().__init__(path)
+    def __init__(self, path: str, num_threads: int = 1, short_side: Optional[int] = None):
+        super().__init__(path, short_side)
         import decord  # imported here: optional at import time of this module
 
+        source_size, real_count = _probe_for_decord(path, need_size=short_side is not None)
+        self._shape: Optional[Tuple[int, int]] = None
+        scale = {}
+        if source_size is not None:
+            height, width = output_size(*source_size, short_side)
+            if (height, width) != source_size:
+                width += 2 if width in self.BROKEN_WIDTHS else 0
+                scale = {"height": height, "width": width}
+            self._shape = (height, width)
         try:
-            self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+            self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads, **scale)
         except (decord.DECORDError, RuntimeError, AssertionError) as exc:
             raise self._fail(f"decord cannot open it ({_decord_reason(exc)})") from exc
         self.num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
-        self._shape: Optional[Tuple[int, int]] = None
-        self._forward_only = False
-        probe = _probe_avi_with_b_frames(path)
-        if probe is not None:
-            self._forward_only = True
-            self.num_frames, self._shape = min(self.num_frames, probe[0]), probe[1]
+        self.forward_only = real_count is not None  # True: frames come from batches read from frame 0
+        if real_count is not None:
+            self.num_frames = min(self.num_frames, real_count)
 
     def _frame_shape(self) -> Tuple[int, int]:
         if self._shape is None:
@@ -335,7 +361,7 @@ class DecordReader(VideoReader):
         import decord
 
         try:
-            frames = self._forward_pass(indices) if self._forward_only else self._batch(indices.tolist())
+            frames = self._forward_pass(indices) if self.forward_only else self._batch(indices.tolist())
         except (decord.DECORDError, RuntimeError) as exc:
             raise self._fail(f"decord failed to decode frames {indices.tolist()[:4]}... "
                              f"({_decord_reason(exc)})") from exc
@@ -361,19 +387,21 @@ class DecordReader(VideoReader):
         self._reader = None
 
 
-def _probe_avi_with_b_frames(path: str) -> Optional[Tuple[int, Tuple[int, int]]]:
-    """(real frame count, (height, width)) of an AVI file with B-frames; None for any other file."""
+def _probe_for_decord(path: str, need_size: bool) -> Tuple[Optional[Tuple[int, int]], Optional[int]]:
+    """(height, width) when asked for or when probing anyway, and the real frame count of an AVI file
+    with B-frames (None for any other file). Opens PyAV only for AVI files or when the size is needed."""
     with open(path, "rb") as file:
         head = file.read(12)
-    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
-        return None
+    is_avi = head[:4] == b"RIFF" and head[8:12] == b"AVI "
+    if not (is_avi or need_size):
+        return None, None
     container, stream = _open_container(path)
     with container:
         context = stream.codec_context
-        if not context.has_b_frames:
-            return None
-        index = scan_packets(container, stream, path)
-        return len(index.timestamps), (context.height, context.width)
+        size = (context.height, context.width)
+        if not (is_avi and context.has_b_frames):
+            return size, None
+        return size, len(scan_packets(container, stream, path).timestamps)
 
 
 def _decord_reason(exc: BaseException) -> str:

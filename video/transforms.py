@@ -4,7 +4,8 @@ A clip is a uint8 tensor (T, 3, H, W) and stays uint8 until `normalize`, which t
 device. Random parameters come from the `numpy.random.Generator` passed in (never a global RNG), so
 a seed fixes them. Crops are taken before resizing, so only the pixels that survive are resampled.
 Each training transform maps `(clip, label, rng) -> (clip, label)` (a flip may swap the label);
-each test transform maps a clip to its views (V, T, 3, h, w).
+each test transform maps a clip to its views (V, T, 3, h, w). `source_short_side` tells the decoder
+how large frames need to be: more source pixels than that would only be averaged away.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class ScaleJitterCrop:
 
     def __init__(self, scale_range: Sequence[int], size: int):
         self.low, self.high, self.size = int(scale_range[0]), int(scale_range[1]), size
+        self.source_short_side = self.high
 
     def box(self, height: int, width: int, rng: np.random.Generator) -> Box:
         short = int(rng.integers(self.low, self.high + 1))
@@ -57,6 +59,9 @@ class RandomResizedCrop:
     def __init__(self, size: int, area_range: Sequence[float], aspect_range: Sequence[float]):
         self.size, self.area_range = size, (float(area_range[0]), float(area_range[1]))
         self.log_aspect = (math.log(aspect_range[0]), math.log(aspect_range[1]))
+        # at this frame short side even the smallest, most elongated box keeps `size` pixels across
+        widest = max(aspect_range[1], 1 / aspect_range[0])
+        self.source_short_side = math.ceil(size * math.sqrt(widest / self.area_range[0]))
 
     def box(self, height: int, width: int, rng: np.random.Generator) -> Box:
         for _ in range(10):
@@ -96,6 +101,7 @@ class Compose:
 
     def __init__(self, transforms: Sequence):
         self.transforms = list(transforms)
+        self.source_short_side = max(getattr(t, "source_short_side", 0) for t in self.transforms) or None
 
     def __call__(self, clip: torch.Tensor, label: int, rng: np.random.Generator) -> Tuple[torch.Tensor, int]:
         for transform in self.transforms:
@@ -108,6 +114,7 @@ class CropViews:
 
     def __init__(self, scale: int, size: int):
         self.scale, self.size = scale, size
+        self.source_short_side = scale
 
 
 class CenterCrop(CropViews):

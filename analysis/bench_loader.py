@@ -1,0 +1,61 @@
+"""`run.py bench loader`: training-loader clips/s against the number of worker processes.
+
+Reads the training split of `data.root` with the `data.*` settings. Each worker count gets a fresh
+loader with persistent workers; one warm-up epoch starts the workers, the next `--epochs` are timed.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Dict, List, Sequence
+
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from errors import UserError
+from video.config import DataConfig
+from video.dataset import VideoDataset
+from video.loader import build_loader
+
+
+def loader_clips_per_second(dataset: VideoDataset, cfg: DataConfig, workers: int, epochs: int,
+                            progress: bool = True) -> float:
+    """Steady-state clips/s of a training loader with `workers` processes (after a warm-up epoch)."""
+    settings = OmegaConf.merge(OmegaConf.structured(DataConfig), cfg, {"num_workers": workers,
+                                                                       "persistent_workers": True})
+    loader = build_loader(dataset, settings, train=True, seed=0)
+    if len(loader) == 0:
+        raise UserError(f"{len(dataset)} videos make no batch of data.batch_size={settings.batch_size}")
+    clips, started = 0, 0.0
+    with tqdm(total=(epochs + 1) * len(loader), desc=f"loader, {workers} workers", unit="batch",
+              disable=not progress, leave=False) as bar:
+        for epoch in range(epochs + 1):
+            if epoch == 1:
+                started = time.perf_counter()
+            loader.sampler.set_epoch(epoch)
+            for batch in loader:
+                clips += len(batch["label"]) if epoch else 0
+                bar.update(1)
+    return clips / (time.perf_counter() - started)
+
+
+def bench_loader(dataset: VideoDataset, cfg: DataConfig, workers: Sequence[int], epochs: int) -> List[Dict]:
+    """Rows `{"workers", "clips_per_s"}`, one per worker count."""
+    return [{"workers": count, "clips_per_s": round(loader_clips_per_second(dataset, cfg, count, epochs), 2)}
+            for count in workers]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="worker counts to time")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per worker count")
+
+
+def run_command(args: argparse.Namespace, cfg) -> int:
+    if args.epochs < 1 or min(args.workers) < 0:
+        raise UserError("--epochs must be >= 1 and --workers >= 0")
+    dataset = VideoDataset(cfg.data.root, "train", cfg.data, train=True)
+    print(f"{cfg.data.root}: {len(dataset)} training videos, backend {cfg.data.backend}, "
+          f"batch {cfg.data.batch_size}, {args.epochs} timed epochs")
+    for row in bench_loader(dataset, cfg.data, args.workers, args.epochs):
+        print(f"  workers {row['workers']}: {row['clips_per_s']:8.1f} clips/s")
+    return 0
