@@ -1,15 +1,17 @@
 """Frame-accurate random access to video files behind one reader interface, with two backends.
 
 `open_video(path, backend)` returns a `VideoReader` whose `get_frames(indices)` gives uint8 RGB frames
-(N, H, W, 3) in the requested order; with `short_side`, frames larger than that come scaled down by the
-decoder's own colour conversion (no full-resolution RGB frame is made only to be shrunk later). Frame `i` is the i-th frame in presentation order. Each wanted
-frame is decoded once, starting from the nearest keyframe before it (never from the start of a long
-video). Backends register by name (`pyav`, `decord`); every failure is a `VideoDecodeError` naming the
-file and the reason.
+(N, H, W, 3) in the requested order. Frame `i` is the i-th frame in presentation order (what a plain
+decode from the start yields). Each wanted frame is decoded once, starting from the nearest keyframe
+before it (never from the start of a long video). With `short_side`, larger frames come scaled down by
+the decoder's own colour conversion: no full-resolution RGB frame is made only to be shrunk later.
+Backends register by name (`pyav`, `decord`); every failure is a `VideoDecodeError` naming the file
+and the reason.
 """
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import re
 from abc import ABC, abstractmethod
@@ -21,7 +23,6 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from errors import UserError
-
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")  # what folder scans pick up
 
@@ -273,7 +274,7 @@ class PyAVReader(VideoReader):
             frames = self._decoded_frames(key_ordinal)
             first = next(frames, None)
             if first is not None and first[0] <= target and (first[1].key_frame or key == 0):
-                self._frames = _prepend(first, frames)
+                self._frames = itertools.chain([first], frames)
                 self._last = None
                 return
         raise self._fail(f"cannot seek to frame {target}: no decodable keyframe before it")
@@ -298,11 +299,6 @@ class PyAVReader(VideoReader):
     def close(self) -> None:
         self._frames, self._last = None, None
         self._container.close()
-
-
-def _prepend(first, rest: Iterator) -> Iterator:
-    yield first
-    yield from rest
 
 
 @register_backend("decord")
