@@ -34,6 +34,9 @@ class VideoDecodeError(UserError):
         super().__init__(f"video {path}: {reason}")
         self.path, self.reason = path, reason
 
+    def __reduce__(self):  # picklable across worker processes despite the two-argument constructor
+        return type(self), (self.path, self.reason)
+
 
 class VideoReader(ABC):
     """Random access to the frames of one video file; use as a context manager or call `close()`."""

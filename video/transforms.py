@@ -32,7 +32,19 @@ def _scaled_size(height: int, width: int, short_side: int) -> Tuple[int, int]:
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
-class ScaleJitterCrop:
+class BoxCrop:
+    """Base of the random crops: `box()` draws a region in source pixels, resized to `size` squared."""
+
+    size: int
+
+    def box(self, height: int, width: int, rng: np.random.Generator) -> Box:
+        raise NotImplementedError
+
+    def __call__(self, clip: torch.Tensor, label: int, rng: np.random.Generator) -> Tuple[torch.Tensor, int]:
+        return _crop_resize(clip, self.box(clip.shape[-2], clip.shape[-1], rng), self.size), label
+
+
+class ScaleJitterCrop(BoxCrop):
     """Resize the short side to a random length in [low, high], then take a random square crop."""
 
     def __init__(self, scale_range: Sequence[int], size: int):
@@ -49,11 +61,8 @@ class ScaleJitterCrop:
         return (round(top * factor), round(left * factor),
                 max(1, min(round(side), height)), max(1, min(round(side), width)))
 
-    def __call__(self, clip: torch.Tensor, label: int, rng: np.random.Generator) -> Tuple[torch.Tensor, int]:
-        return _crop_resize(clip, self.box(clip.shape[-2], clip.shape[-1], rng), self.size), label
 
-
-class RandomResizedCrop:
+class RandomResizedCrop(BoxCrop):
     """A random box of a random area fraction and aspect ratio, resized to a square (Inception-style)."""
 
     def __init__(self, size: int, area_range: Sequence[float], aspect_range: Sequence[float]):
@@ -72,9 +81,6 @@ class RandomResizedCrop:
                 return int(rng.integers(0, height - box_h + 1)), int(rng.integers(0, width - box_w + 1)), box_h, box_w
         side = min(height, width)  # fallback: the central square
         return (height - side) // 2, (width - side) // 2, side, side
-
-    def __call__(self, clip: torch.Tensor, label: int, rng: np.random.Generator) -> Tuple[torch.Tensor, int]:
-        return _crop_resize(clip, self.box(clip.shape[-2], clip.shape[-1], rng), self.size), label
 
 
 class HorizontalFlip:
