@@ -83,8 +83,9 @@ def test_inflated_i3d_on_identical_frames_gives_the_2d_features(tmp_path, depth,
     clip = image.unsqueeze(2).expand(-1, -1, 2 * radius + 1, -1, -1)
     with torch.no_grad():
         ours, theirs = backbone.stage_features(clip), _torchvision_stages(net, image)
-    for stage in STAGES:
-        torch.testing.assert_close(ours[stage][:, :, radius], theirs[stage], rtol=1e-4, atol=1e-4)
+    for stage in STAGES:  # float32 sums in another order: allow 1e-5 of the stage's largest activation
+        scale = theirs[stage].abs().max().item()
+        torch.testing.assert_close(ours[stage][:, :, radius], theirs[stage], rtol=1e-4, atol=1e-5 * scale)
     with torch.no_grad():  # and the clip's end frames do differ, so the test can see padding effects
         assert not torch.allclose(ours["res5"][:, :, 0], theirs["res5"], atol=1e-3)
 
