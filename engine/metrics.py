@@ -18,7 +18,7 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
         return 0.0
     k = min(k, scores.shape[1])
     hits = (scores.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
-    return hits.float().mean().item()
+    return hits.double().mean().item()
 
 
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
