@@ -66,6 +66,7 @@ class TrainerConfig:
     resume: str = ""  # PATH of a checkpoint, `auto` (the run's last.pt if present) or empty
     find_unused_parameters: bool = False  # DDP option for models with conditional branches
     progress_bar: bool = True
+    synthetic_if_missing: bool = False  # write the built-in dataset (prep.synthetic.*) to data.root if absent
 
 
 @dataclass

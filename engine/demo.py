@@ -1,8 +1,8 @@
 """`run.py demo --out DIR`: the end-to-end run behind `make demo`.
 
-Writes the built-in synthetic dataset if it is absent, trains the tiny non-local I3D with the pyramid
-attention head (configs/experiments/demo.yaml), tests it, draws a long-range relation visualization
-of a cue/event validation video, profiles non-local placements, and writes DIR/summary.json.
+Trains the tiny non-local I3D with the pyramid attention head (configs/experiments/demo.yaml, which
+writes the built-in synthetic dataset first if it is absent), tests it, draws a long-range relation
+visualization of a cue/event validation video, profiles non-local placements, writes DIR/summary.json.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 
 from analysis.profile import run_profile
 from analysis.visualize import visualize
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_for_inference
 from engine.config import CONFIG_DIR, Config, load_config
 from engine.distributed import init_distributed
@@ -30,15 +29,6 @@ VISUALIZED_CLASS = "cue_event_opposite"  # its answer needs a relation between t
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="folder for the run and summary.json")
-
-
-def ensure_dataset(cfg: Config) -> Path:
-    """The dataset folder of `data.root`, written from `prep.synthetic` when it has no labels.txt."""
-    root = Path(cfg.data.root)
-    if not (root / "labels.txt").is_file():
-        print(f"writing the built-in synthetic dataset to {root}")
-        write_dataset(root, cfg.prep.synthetic, progress=False)
-    return root
 
 
 def first_video_of(root: Path, split: str, label: str) -> Path:
@@ -59,12 +49,11 @@ def run_demo(cfg: Config, out: Path) -> Dict[str, Any]:
     """Every stage of the demo; returns the summary written to `out/summary.json`."""
     started = time.perf_counter()
     cfg = OmegaConf.merge(cfg, {"run": {"output_dir": str(out)}})
-    root = ensure_dataset(cfg)
     trained = train(cfg)
     checkpoint = Path(trained["best_checkpoint"])
     model, _, labels = load_for_inference(checkpoint)
     results = run_test(model, labels, cfg, out, init_distributed(cfg.trainer.device))
-    figures = visualize(str(checkpoint), str(first_video_of(root, cfg.test.split, VISUALIZED_CLASS)),
+    figures = visualize(str(checkpoint), str(first_video_of(Path(cfg.data.root), cfg.test.split, VISUALIZED_CLASS)),
                         str(out / "visualization"))
     run_profile(cfg, out / "profile")
     summary = {

@@ -30,7 +30,7 @@ def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int
 def per_class_accuracy(matrix: torch.Tensor) -> List[float | None]:
     """Recall of each class; None for a class with no videos."""
     totals = matrix.sum(dim=1)
-    return [(matrix[i, i] / totals[i]).item() if totals[i] > 0 else None for i in range(len(matrix))]
+    return [matrix[i, i].item() / totals[i].item() if totals[i] > 0 else None for i in range(len(matrix))]
 
 
 def classification_metrics(scores: torch.Tensor, labels: torch.Tensor) -> Dict[str, object]:

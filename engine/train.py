@@ -24,8 +24,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.checkpoint import (config_to_container, load_checkpoint, load_model_state, resolve_resume,
                                rng_state, save_checkpoint, set_rng_state)
+from data_prep.synthetic import write_dataset
 from engine.config import Config, run_dir, save_config
-from engine.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
+from engine.distributed import DistContext, all_gather_objects, all_reduce_sum, barrier, init_distributed, shutdown
 from engine.evaluate import Evaluation, predict
 from engine.inputs import model_input
 from engine.logging import ProgressBar, ThroughputMeter, build_run_logger
@@ -47,6 +48,16 @@ class Progress:
     batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
     best_top1: float = -1.0
     skipped_videos: int = 0  # undecodable videos replaced so far, all ranks
+
+
+def ensure_synthetic_dataset(cfg: Config, ctx: DistContext) -> None:
+    """With `trainer.synthetic_if_missing`, rank 0 writes the built-in dataset to an empty `data.root`."""
+    root = Path(cfg.data.root)
+    if cfg.trainer.synthetic_if_missing and not (root / "labels.txt").is_file():
+        if ctx.is_main:
+            print(f"writing the built-in synthetic dataset to {root}")
+            write_dataset(root, cfg.prep.synthetic, progress=False)
+        barrier(ctx)
 
 
 def seed_everything(seed: int) -> None:
@@ -72,6 +83,7 @@ class Trainer:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.config_dict = config_to_container(cfg)
 
+        ensure_synthetic_dataset(cfg, ctx)
         self.train_set = VideoDataset(cfg.data.root, "train", cfg.data, train=True)
         self.val_set = VideoDataset(cfg.data.root, "val", cfg.data, train=False)
         self.labels = list(self.train_set.labels)
