@@ -26,7 +26,8 @@ from engine.checkpoint import (config_to_container, load_checkpoint, load_model_
                                rng_state, save_checkpoint, set_rng_state)
 from data_prep.synthetic import write_dataset
 from engine.config import Config, run_dir, save_config
-from engine.distributed import DistContext, all_gather_objects, all_reduce_sum, barrier, init_distributed, shutdown
+from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers,
+                                init_distributed, shutdown)
 from engine.evaluate import Evaluation, predict
 from engine.inputs import model_input
 from engine.logging import ProgressBar, ThroughputMeter, build_run_logger
@@ -200,6 +201,7 @@ class Trainer:
         if self.cfg.optim.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
+        self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used, for the log
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -219,7 +221,7 @@ class Trainer:
         stats = self.window.reduce(lambda t: all_reduce_sum(t, self.ctx))
         stats.update(self.meter.summary(self.ctx.world_size))
         self.meter.reset()
-        stats["lr"] = self.optimizer.param_groups[0]["lr"]
+        stats["lr"] = self.step_lr
         self._collect_failed()
         record = {"epoch": self.progress.epoch, **stats, "skipped_videos": self.progress.skipped_videos}
         self.logger.log(record, self.progress.step)
@@ -228,8 +230,10 @@ class Trainer:
     # ---- evaluation --------------------------------------------------------------------------
     def _evaluate(self) -> Evaluation:
         """Single-view validation on the plain model (DDP forwards would be collective, and ranks may
-        hold different numbers of videos); the training RNG streams are left exactly as they were."""
+        hold different numbers of videos) with rank 0's BN statistics, the ones checkpoints keep; the
+        training RNG streams are left exactly as they were."""
         saved = rng_state()
+        broadcast_buffers(self.model, self.ctx)
         evaluation = predict(self.model, self.val_loader, self.ctx, self.cfg)
         self.model.train()
         set_rng_state(saved)
