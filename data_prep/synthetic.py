@@ -107,9 +107,9 @@ def _render_translation(rng: np.random.Generator, cfg: SyntheticConfig, axis: in
     """A shape crossing the frame along `axis` (1: rightwards, 0: downwards) with a little drift."""
     frames, size, count = _background(rng, cfg), cfg.size, cfg.frames
     radius = rng.uniform(0.09, 0.16) * size
-    travel = rng.uniform(0.35, 0.6) * size
     margin = radius + 2
-    start = rng.uniform(margin, size - margin - travel)
+    travel = min(rng.uniform(0.35, 0.6) * size, size - 2 * margin)  # small frames: as far as fits
+    start = rng.uniform(margin, max(margin, size - margin - travel))
     along = _track(start, start + travel, count)
     across_start = rng.uniform(margin, size - margin)
     across = np.clip(_track(across_start, across_start + rng.uniform(-0.1, 0.1) * size, count), margin, size - margin)
