@@ -16,16 +16,19 @@ from errors import UserError
 
 # command words -> (module, one-line help)
 COMMANDS = {
-    ("prep", "synthetic"): ("data_prep.synthetic", "write the built-in synthetic dataset"),
-    ("prep", "kinetics"): ("data_prep.kinetics", "build a Kinetics subset from a CSV and a video folder"),
-    ("train",): ("engine.train", "train (alone or under torchrun)"),
-    ("test",): ("engine.evaluate", "multi-view test of checkpoint=PATH, writes test_results.json"),
-    ("visualize",): ("analysis.visualize", "long-range frame relations of a non-local block"),
-    ("profile",): ("analysis.profile", "memory and FLOPs of non-local placements"),
-    ("bench", "decode"): ("analysis.bench_decode", "decode throughput per backend vs a bare decoder"),
-    ("bench", "loader"): ("analysis.bench_loader", "loader clips/s against the number of workers"),
-    ("bench", "model"): ("analysis.bench_model", "model clips/s and memory, fused vs reference non-local"),
-    ("demo",): ("engine.demo", "the end-to-end run behind `make demo`"),
+    ("prep", "synthetic"): ("commands.prep_synthetic", "write the built-in synthetic dataset"),
+    ("prep", "kinetics"): ("commands.prep_kinetics", "build a Kinetics subset from a CSV and a video folder"),
+    ("train",): ("commands.train", "train (alone or under torchrun)"),
+    ("test",): ("commands.test", "multi-view test of checkpoint=PATH, writes test_results.json"),
+    ("convert",): ("commands.convert", "a published checkpoint (mmaction2, torchvision) into ours"),
+    ("predict",): ("commands.predict", "labels of any video, a timeline of sliding clips, Grad-CAM with --explain"),
+    ("visualize",): ("commands.visualize", "long-range frame relations of a non-local block"),
+    ("profile",): ("commands.profile", "memory and FLOPs of non-local placements"),
+    ("sizes",): ("commands.sizes", "params and GMACs of the R50 model configs beside mmaction2's"),
+    ("bench", "decode"): ("commands.bench_decode", "decode throughput per backend vs a bare decoder"),
+    ("bench", "loader"): ("commands.bench_loader", "loader clips/s against the number of workers"),
+    ("bench", "model"): ("commands.bench_model", "model clips/s and memory, fused vs reference non-local"),
+    ("demo",): ("commands.demo", "the end-to-end run behind `make demo`"),
 }
 
 
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
     args = parser.parse_intermixed_args(rest)
-    from engine.config import load_config  # after parsing, so --help stays fast
+    from commands.config import load_config  # after parsing, so --help stays fast
 
     cfg = load_config(args.config, args.overrides)
     return int(module.run_command(args, cfg) or 0)

@@ -5,7 +5,6 @@ loader with persistent workers; one warm-up epoch starts the workers, the next `
 """
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Dict, List, Sequence
 
@@ -43,19 +42,3 @@ def bench_loader(dataset: VideoDataset, cfg: DataConfig, workers: Sequence[int],
     """Rows `{"workers", "clips_per_s"}`, one per worker count."""
     return [{"workers": count, "clips_per_s": round(loader_clips_per_second(dataset, cfg, count, epochs), 2)}
             for count in workers]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="worker counts to time")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per worker count")
-
-
-def run_command(args: argparse.Namespace, cfg) -> int:
-    if args.epochs < 1 or min(args.workers) < 0:
-        raise UserError("--epochs must be >= 1 and --workers >= 0")
-    dataset = VideoDataset(cfg.data.root, "train", cfg.data, train=True)
-    print(f"{cfg.data.root}: {len(dataset)} training videos, backend {cfg.data.backend}, "
-          f"batch {cfg.data.batch_size}, {args.epochs} timed epochs")
-    for row in bench_loader(dataset, cfg.data, args.workers, args.epochs):
-        print(f"  workers {row['workers']}: {row['clips_per_s']:8.1f} clips/s")
-    return 0

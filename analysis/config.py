@@ -43,3 +43,15 @@ class VisualizeConfig:
     columns: int = 8  # frames per row of the PNG grid
     panel_size: int = 160  # pixels of one frame panel in the MP4
     iaa_maps: bool = True  # also draw the pyramid head's K attention maps when the model has it
+
+
+@dataclass
+class PredictConfig:
+    """Options of `run.py predict` (see analysis/predict.py) and its Grad-CAM (`--explain`)."""
+
+    window_stride: float = 1.0  # seconds between the starts of the timeline's sliding clips
+    top_k: int = 5  # labels listed per video and per window
+    timeline_classes: int = 5  # classes drawn in the timeline PNG (the video's top ones)
+    batch_size: int = 8  # views per forward pass
+    gradcam_layer: str = "res5"  # stage, residual block or attention block, named as `visualize` names them
+    gradcam_fps: float = 4.0  # frame rate of the Grad-CAM MP4

@@ -1,17 +1,16 @@
-"""`run.py profile --out DIR [--json FILE] [--budget 16GiB]`: the memory and FLOPs of non-local placements.
+"""The memory and FLOPs of non-local placements (behind `run.py profile`).
 
 For every case of the sweep in `profile.*` (placement x frames x size x batch x subsample x
 implementation) one model is built and one training forward is measured: activation bytes saved for
 backward (each storage once) and, on a GPU, the CUDA peak of forward + backward. Beside them: the
 analytic prediction of the activation bytes from shapes alone (analysis/memory_model.py), which also
 gives the bytes of the non-local Nq x Nk affinity matrices among them, and GFLOPs per clip counted as
-multiply-adds (the mmaction2 convention of models.sizes). A row fits the budget when its footprint does:
+multiply-adds (the mmaction2 convention of analysis.sizes). A row fits the budget when its footprint does:
 the CUDA peak plus optimizer state, or without a GPU, activations plus weights, gradients and optimizer
-state. Without `--config` the sweep is configs/profile/default.yaml. Writes OUT/profile.json, .md, .png.
+state. Writes OUT/profile.json, .md, .png.
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import time
@@ -26,20 +25,12 @@ from analysis.budget import format_bytes, largest_fitting_batch, parse_bytes
 from analysis.memory import DEVICES, cuda_peak_bytes, measure_forward
 from analysis.memory_model import predict_saved_bytes
 from analysis.profile_report import bar_chart, markdown_table
+from analysis.sizes import forward_macs
 from analysis.sweep import ProfileCase, expand_sweep
-from engine.config import Config, load_config
+from analysis.config import ProfileConfig
 from errors import UserError
 from models.build import build_model
-from models.sizes import forward_macs
-
-DEFAULT_SWEEP = Path(__file__).resolve().parent.parent / "configs" / "profile" / "default.yaml"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="folder for profile.json, profile.md and profile.png")
-    parser.add_argument("--json", help="also write the JSON rows to this file")
-    parser.add_argument("--budget", help="memory budget such as 16GiB (overrides profile.budget)")
-
+from models.config import ModelConfig
 
 def resolve_device(name: str) -> str:
     if name == "auto":
@@ -51,15 +42,15 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _case_model(cfg: Config, case: ProfileCase, num_classes: int) -> nn.Module:
-    model_cfg = cfg.model.copy()
+def _case_model(base: ModelConfig, case: ProfileCase, num_classes: int) -> nn.Module:
+    model_cfg = base.copy()
     model_cfg.attention = [dict(entry) for entry in case.attention]
     return build_model(model_cfg, num_classes)
 
 
-def measure_case(cfg: Config, case: ProfileCase, device: str) -> Dict[str, Any]:
+def measure_case(model_cfg: ModelConfig, sweep: ProfileConfig, case: ProfileCase, device: str) -> Dict[str, Any]:
     """One row: build the case's model, measure a training forward, predict it, add the CUDA peak."""
-    model = _case_model(cfg, case, cfg.profile.num_classes)
+    model = _case_model(model_cfg, case, sweep.num_classes)
     macs = forward_macs(model, case.clip_shape)  # shape-only passes run on the CPU copy
     prediction = predict_saved_bytes(model, case.clip_shape)
     if device == "cuda":
@@ -68,7 +59,7 @@ def measure_case(cfg: Config, case: ProfileCase, device: str) -> Dict[str, Any]:
     peak = cuda_peak_bytes(model, case.clip_shape) if device == "cuda" else None
     params = sum(p.numel() for p in model.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    optimizer_bytes = param_bytes * cfg.profile.optimizer_states  # not allocated by a bare step
+    optimizer_bytes = param_bytes * sweep.optimizer_states  # not allocated by a bare step
     state_bytes = 2 * param_bytes + optimizer_bytes  # weights and gradients too
     return {
         "placement": case.placement, "frames": case.frames, "size": case.size, "batch": case.batch,
@@ -94,18 +85,19 @@ def mark_budget(row: Dict[str, Any], budget: int | None) -> Dict[str, Any]:
     return row
 
 
-def run_profile(cfg: Config, out_dir: str | Path, json_path: str | Path | None = None,
+def run_profile(model_cfg: ModelConfig, sweep: ProfileConfig, out_dir: str | Path, json_path: str | Path | None = None,
                 budget: str | None = None) -> Dict[str, Any]:
-    """Measure every case of `cfg.profile`, write profile.json/.md/.png into `out_dir`, return the JSON."""
+    """Measure every case of `sweep` on variants of `model_cfg`, write profile.json/.md/.png into `out_dir`,
+    return the JSON."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    budget_text = budget if budget is not None else cfg.profile.budget
+    budget_text = budget if budget is not None else sweep.budget
     budget_bytes = parse_bytes(budget_text, "--budget") if budget_text else None
-    device = resolve_device(cfg.profile.device)
-    cases = expand_sweep(cfg.profile)
+    device = resolve_device(sweep.device)
+    cases = expand_sweep(sweep)
     rows: List[Dict[str, Any]] = []
     for number, case in enumerate(cases, start=1):
-        row = mark_budget(measure_case(cfg, case, device), budget_bytes)
+        row = mark_budget(measure_case(model_cfg, sweep, case, device), budget_bytes)
         rows.append(row)
         gc.collect()
         subsample = "" if case.subsample is None else (" subsample" if case.subsample else " no-subsample")
@@ -120,20 +112,7 @@ def run_profile(cfg: Config, out_dir: str | Path, json_path: str | Path | None =
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "profile.md").write_text(markdown_table(rows, budget_bytes))
-    title = (f"{cfg.model.arch.upper()}-R{cfg.model.depth} (width x{cfg.model.width:g}): memory of one "
+    title = (f"{model_cfg.arch.upper()}-R{model_cfg.depth} (width x{model_cfg.width:g}): memory of one "
              f"training step, measured on {device}")
     bar_chart(out_dir / "profile.png", rows, budget_bytes, title)
     return result
-
-
-def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    if args.config is None:
-        cfg = load_config(str(DEFAULT_SWEEP), args.overrides)
-    result = run_profile(cfg, args.out, args.json, args.budget)
-    unmodelled = sorted({name for row in result["rows"] for name in row["unmodelled_layers"]})
-    if unmodelled:
-        print(f"note: no memory rule for {', '.join(unmodelled)}; the prediction leaves them out")
-    print(f"profile: {len(result['rows'])} rows in {result['seconds']:.1f} s on {result['device']}, "
-          f"worst prediction error {100 * result['worst_prediction_error']:.2f}%; "
-          f"wrote {Path(args.out) / 'profile.json'}, profile.md, profile.png")
-    return 0

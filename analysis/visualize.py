@@ -1,20 +1,17 @@
-"""`run.py visualize checkpoint=PATH --video FILE --out DIR [--block NAME] [--query t,y,x|auto]`.
+"""Long-range frame relations of a trained model's attention block (behind `run.py visualize`).
 
-Long-range frame relations of a trained model's attention block: the clip is decoded and sampled as the
-checkpoint's config says (test-time centre clip and crop), the chosen block's attention row for one
+The clip is decoded and sampled as the model's data config says (test-time centre clip and crop), the chosen block's attention row for one
 query position is computed alone (`attention_rows`, so fused blocks work), and written as
   DIR/relations.png   the sampled frames with the attention overlaid and arrows to the top-k partners
   DIR/relations.mp4   one video frame per sampled frame: the query's frame beside frame t
   DIR/relations.json  the numbers (query, partners, weights, masses) and the written paths
   DIR/pyramid_maps.png  the pyramid head's K attention maps over scales and time (IAA models only)
-wandb (logger.wandb.mode other than disabled) gets the images.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -24,17 +21,10 @@ from analysis.clip_input import load_clip
 from analysis.pyramid_maps import find_pyramid_head, pyramid_maps
 from analysis.relations import Relation, parse_query, query_relation
 from analysis.render import relation_video_frames, save_map_grid, save_relation_grid
-from engine.checkpoint import load_for_inference
-from engine.config import Config
+from analysis.config import VisualizeConfig
 from errors import UserError
+from video.config import DataConfig
 from video.encode import write_video
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--video", required=True, help="video file to look at")
-    parser.add_argument("--out", required=True, help="folder for relations.png/.mp4/.json")
-    parser.add_argument("--block", help="attention block name, e.g. res4.1.nonlocal (default: the last non-local block)")
-    parser.add_argument("--query", default="auto", help="t,y,x in sampled-frame pixels, or auto (default)")
 
 
 def check_options(options: Any) -> None:
@@ -59,7 +49,7 @@ def choose_block(model: nn.Module, name: str | None) -> Tuple[str, nn.Module]:
     return name, blocks[name]
 
 
-def _relation_files(out_dir: Path, frames: np.ndarray, relation: Relation, cfg: Config) -> Dict[str, str]:
+def _relation_files(out_dir: Path, frames: np.ndarray, relation: Relation, options: VisualizeConfig) -> Dict[str, str]:
     input_shape = frames.shape[:3]
     heat = relation.heat(input_shape).numpy()
     partners = [tuple(p["input"]) for p in relation.partners]
@@ -67,10 +57,10 @@ def _relation_files(out_dir: Path, frames: np.ndarray, relation: Relation, cfg: 
              f"x={relation.query[2]:.0f}); top-{len(partners)} partners in other frames hold "
              f"{100 * relation.top_k_mass:.1f}% of its attention")
     png = save_relation_grid(out_dir / "relations.png", frames, heat, relation.query, partners,
-                             cfg.visualize.columns, title)
-    pictures = relation_video_frames(frames, heat, relation.query, partners, cfg.visualize.panel_size)
+                             options.columns, title)
+    pictures = relation_video_frames(frames, heat, relation.query, partners, options.panel_size)
     mp4 = out_dir / "relations.mp4"
-    write_video(mp4, pictures, cfg.visualize.fps)
+    write_video(mp4, pictures, options.fps)
     return {"png": str(png), "mp4": str(mp4)}
 
 
@@ -87,50 +77,26 @@ def _pyramid_file(out_dir: Path, model: nn.Module, clip: torch.Tensor, frames: n
     return {"pyramid_maps": str(path)}
 
 
-def _log_to_wandb(cfg: Config, out_dir: Path, files: Dict[str, str]) -> None:
-    """Images to wandb when enabled (offline by default), next to the files."""
-    from engine.logging import WandbSink
-
-    sink = WandbSink(cfg, {"visualize": {"files": files}}, out_dir)
-    for key, name in (("png", "relations"), ("pyramid_maps", "pyramid_maps")):
-        if key in files:
-            sink.log_image(f"visualize/{name}", Path(files[key]), 0)
-    sink.close()
-
-
-def visualize(checkpoint: str, video: str, out_dir: str | Path, block: str | None = None, query: str = "auto",
-              cfg: Config | None = None) -> Dict[str, str]:
-    """Write the relation picture, video and numbers of one query of one block; returns the paths.
-
-    `cfg` supplies the `visualize.*` and `logger.*` options (default: the checkpoint's config).
-    """
-    model, model_cfg, labels = load_for_inference(checkpoint)
-    cfg = cfg if cfg is not None else model_cfg
-    check_options(cfg.visualize)
+def visualize(model: nn.Module, data: DataConfig, labels: List[str], video: str, out_dir: str | Path,
+              options: VisualizeConfig, block: str | None = None, query: str = "auto",
+              source: str = "") -> Dict[str, str]:
+    """Write the relation picture, video and numbers of one query of one block of `model` (eval mode) on
+    `video` decoded as `data` says; returns the paths. `source` (the checkpoint) is recorded in the JSON."""
+    check_options(options)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frames, clip = load_clip(video, model_cfg.data)
+    frames, clip = load_clip(video, data)
     name, chosen = choose_block(model, block)
-    relation = query_relation(model, name, chosen, clip, parse_query(query, frames.shape[:3]), cfg.visualize.top_k)
-    files = _relation_files(out_dir, frames, relation, cfg)
-    if cfg.visualize.iaa_maps:
+    relation = query_relation(model, name, chosen, clip, parse_query(query, frames.shape[:3]), options.top_k)
+    files = _relation_files(out_dir, frames, relation, options)
+    if options.iaa_maps:
         files.update(_pyramid_file(out_dir, model, clip, frames))
     with torch.no_grad():
         probabilities = model(clip).softmax(-1)[0]
-    numbers = {"checkpoint": str(checkpoint), "video": str(video), "requested_query": query,
+    numbers = {"checkpoint": source, "video": str(video), "requested_query": query,
                "frames": list(frames.shape[:3]), "prediction": labels[int(probabilities.argmax())],
                "confidence": float(probabilities.max()), **relation.to_json()}
     json_path = out_dir / "relations.json"
     files["json"] = str(json_path)
     json_path.write_text(json.dumps({**numbers, "files": files}, indent=2) + "\n")
-    if cfg.logger.wandb.mode != "disabled":
-        _log_to_wandb(cfg, out_dir, files)
     return files
-
-
-def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    if not cfg.checkpoint:
-        raise UserError("visualize needs checkpoint=PATH")
-    files = visualize(cfg.checkpoint, args.video, args.out, args.block, args.query, cfg)
-    print("visualize: wrote " + ", ".join(files.values()))
-    return 0

@@ -33,4 +33,5 @@ class PrepConfig:
     """Options of `run.py prep`."""
 
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic_if_missing: bool = False  # `train` writes the synthetic dataset to data.root when it has none
     kinetics: KineticsConfig = field(default_factory=KineticsConfig)

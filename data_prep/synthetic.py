@@ -11,9 +11,7 @@ pure function of `prep.synthetic.*` (seed included). `run.py prep synthetic --ou
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import time
 from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
@@ -227,15 +225,3 @@ def write_dataset(out: Path, cfg: SyntheticConfig, progress: bool = True) -> Dic
     (out / "labels.txt").write_text("".join(f"{label}\n" for label in CLASSES))
     (out / "flip_pairs.txt").write_text("".join(f"{a},{b}\n" for a, b in FLIP_PAIRS))
     return {split: len(split_rows) for split, split_rows in rows.items()}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="dataset folder to write")
-
-
-def run_command(args: argparse.Namespace, cfg) -> int:
-    started = time.perf_counter()
-    counts = write_dataset(Path(args.out), cfg.prep.synthetic)
-    print(f"wrote {counts['train']} training and {counts['val']} validation clips of {len(CLASSES)} classes "
-          f"to {args.out} in {time.perf_counter() - started:.1f} s")
-    return 0

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from engine.config import Config, config_from_dict
+from engine.config import ExperimentConfig, experiment_from_dict
 from errors import UserError
 
 FORMAT = 1
@@ -93,7 +93,7 @@ def load_model_state(model: nn.Module, state: Dict[str, Any], path: str | Path) 
     model.load_state_dict(weights)
 
 
-def config_to_container(cfg: Config) -> Dict[str, Any]:
+def config_to_container(cfg: ExperimentConfig) -> Dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -107,13 +107,16 @@ def resolve_resume(spec: str, checkpoint_dir: Path) -> Path | None:
     return Path(spec)
 
 
-def load_for_inference(path: str | Path) -> Tuple[nn.Module, Config, List[str]]:
-    """(model in eval mode on the CPU, its config, its class names) from a checkpoint file."""
+def model_from_state(state: Dict[str, Any], path: str | Path) -> nn.Module:
+    """The model a loaded checkpoint describes (its config's `model.*`, its labels), weights loaded, in eval mode."""
     from models.build import build_model  # the models package is only needed to rebuild
 
-    state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"])
-    labels = list(state["labels"])
-    model = build_model(cfg.model, len(labels))
+    model = build_model(experiment_from_dict(state["config"]).model, len(state["labels"]))
     load_model_state(model, state, path)
-    return model.eval(), cfg, labels
+    return model.eval()
+
+
+def load_for_inference(path: str | Path) -> Tuple[nn.Module, ExperimentConfig, List[str]]:
+    """(model in eval mode on the CPU, its config, its class names) from a checkpoint file."""
+    state = load_checkpoint(path)
+    return model_from_state(state, path), experiment_from_dict(state["config"]), list(state["labels"])

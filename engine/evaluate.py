@@ -1,4 +1,4 @@
-"""Evaluation: multi-view prediction gathered by video index over ranks, and `run.py test`.
+"""Evaluation: multi-view prediction gathered by video index over ranks (behind `run.py test`).
 
 Each rank scores its shard of the videos; a video's views (test.clips x test.crops) are averaged in
 softmax space. Scores are gathered by dataset index, so every video counts exactly once however the
@@ -6,7 +6,6 @@ loader shards. Videos that could not be decoded are reported, never scored.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,10 @@ from typing import Dict, List
 
 import torch
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from engine.checkpoint import load_for_inference
-from engine.config import Config
-from engine.distributed import DistContext, all_gather_objects, init_distributed, shutdown
+from engine.config import ExperimentConfig
+from engine.distributed import DistContext, all_gather_objects
 from engine.inputs import model_input
 from engine.metrics import classification_metrics, save_confusion_matrix
 from engine.precision import autocast, check_amp
@@ -47,7 +44,7 @@ def _reason(path: str, failures: List[str]) -> str:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, ctx: DistContext, cfg: Config) -> Evaluation:
+def predict(model: nn.Module, loader, ctx: DistContext, cfg: ExperimentConfig) -> Evaluation:
     """Score this rank's shard, gather every rank's results by index, and compute the metrics."""
     model.eval()
     samples = loader.dataset.samples
@@ -93,27 +90,7 @@ def results_document(evaluation: Evaluation, dataset: VideoDataset, views: int) 
             "skipped_videos": skipped, "per_video": per_video}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", help="folder for test_results.json (default: the checkpoint's run folder)")
-
-
-def _test_config(args: argparse.Namespace, cfg: Config, trained: Config) -> Config:
-    """The checkpoint's config with the command line's overrides on top; with --config, that file's
-    settings instead, keeping the checkpoint's model (the weights fix the architecture)."""
-    try:
-        if args.config:
-            return OmegaConf.merge(cfg, {"model": trained.model})
-        return OmegaConf.merge(trained, OmegaConf.from_dotlist(args.overrides))
-    except OmegaConfBaseException as exc:
-        raise UserError(f"config override: {str(exc).splitlines()[0]}") from exc
-
-
-def default_output_dir(checkpoint: Path) -> Path:
-    """`runs/<name>` for `runs/<name>/checkpoints/x.pt`, else the checkpoint's folder."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-
-
-def run_test(model: nn.Module, labels: List[str], cfg: Config, out_dir: Path, ctx: DistContext) -> dict:
+def run_test(model: nn.Module, labels: List[str], cfg: ExperimentConfig, out_dir: Path, ctx: DistContext) -> dict:
     """Multi-view test of `model` on `cfg.test.split`; rank 0 writes test_results.json and the confusion matrix."""
     check_amp(cfg.trainer.amp, ctx.device)
     views = cfg.test.clips * cfg.test.crops
@@ -137,19 +114,3 @@ def run_test(model: nn.Module, labels: List[str], cfg: Config, out_dir: Path, ct
               f"top5 {results['top5']:.4f}  mean class acc {results['mean_class_acc']:.4f}  "
               f"-> {out_dir / 'test_results.json'}")
     return results
-
-
-def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    """`run.py test checkpoint=PATH [test.clips=10 test.crops=3 ...]`."""
-    path = cfg.checkpoint or cfg.test.checkpoint
-    if not path:
-        raise UserError("test needs a checkpoint: run.py test checkpoint=PATH")
-    model, trained, labels = load_for_inference(path)
-    test_cfg = _test_config(args, cfg, trained)
-    ctx = init_distributed(test_cfg.trainer.device)
-    try:
-        out_dir = Path(args.out) if args.out else default_output_dir(Path(path))
-        run_test(model, labels, test_cfg, out_dir, ctx)
-    finally:
-        shutdown(ctx)
-    return 0

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Protocol
 
 from tqdm import tqdm
 
-from engine.config import Config
+from engine.config import ExperimentConfig
 from errors import UserError
 
 
@@ -44,7 +44,7 @@ class JsonlSink:
 class WandbSink:
     """A wandb run in `run_dir/wandb` (mode offline|online), holding the config, metrics and images."""
 
-    def __init__(self, cfg: Config, config_dict: Dict[str, Any], run_dir: Path) -> None:
+    def __init__(self, cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path) -> None:
         import wandb
 
         self.wandb = wandb
@@ -87,20 +87,20 @@ class TensorBoardSink:
         self.writer.close()
 
 
-def _jsonl(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink:
+def _jsonl(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink:
     return JsonlSink(run_dir / "metrics.jsonl", append)
 
 
-def _wandb(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
+def _wandb(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
     return WandbSink(cfg, config_dict, run_dir) if cfg.logger.wandb.mode != "disabled" else None
 
 
-def _tensorboard(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
+def _tensorboard(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
     return TensorBoardSink(run_dir) if cfg.logger.tensorboard else None
 
 
 # each factory returns its sink, or None when the config leaves it off
-SINKS: Dict[str, Callable[[Config, Dict[str, Any], Path, bool], Sink | None]] = {
+SINKS: Dict[str, Callable[[ExperimentConfig, Dict[str, Any], Path, bool], Sink | None]] = {
     "jsonl": _jsonl,
     "wandb": _wandb,
     "tensorboard": _tensorboard,
@@ -126,7 +126,7 @@ class RunLogger:
             sink.close()
 
 
-def build_run_logger(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, is_main: bool,
+def build_run_logger(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, is_main: bool,
                      append: bool = False) -> RunLogger:
     """The sinks the config enables, on rank 0 only (`append`: continue a resumed run's files)."""
     if cfg.logger.wandb.mode not in ("offline", "online", "disabled"):

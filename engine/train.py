@@ -1,4 +1,4 @@
-"""`run.py train`: one training loop for a single process and for `torchrun --nproc_per_node N`.
+"""One training loop (behind `run.py train`) for a single process and for `torchrun --nproc_per_node N`.
 
 Loss = cross-entropy (label smoothing) + sum of the model's weighted auxiliary losses, each logged.
 An optimizer step spans `optim.accumulate` micro-batches. Checkpoints hold everything needed to
@@ -8,13 +8,12 @@ it had consumed.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -24,8 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.checkpoint import (config_to_container, load_checkpoint, load_model_state, resolve_resume,
                                rng_state, save_checkpoint, set_rng_state)
-from data_prep.synthetic import write_dataset
-from engine.config import Config, run_dir, save_config
+from engine.config import ExperimentConfig, run_dir, save_config
 from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers,
                                 init_distributed, shutdown)
 from engine.evaluate import Evaluation, predict
@@ -51,13 +49,11 @@ class Progress:
     skipped_videos: int = 0  # undecodable videos replaced so far, all ranks
 
 
-def ensure_synthetic_dataset(cfg: Config, ctx: DistContext) -> None:
-    """With `trainer.synthetic_if_missing`, rank 0 writes the built-in dataset to an empty `data.root`."""
-    root = Path(cfg.data.root)
-    if cfg.trainer.synthetic_if_missing and not (root / "labels.txt").is_file():
+def prepare_on_main(prepare_data: Optional[Callable[[], None]], ctx: DistContext) -> None:
+    """Run `prepare_data` (e.g. writing a dataset) on rank 0 while the other ranks wait for it."""
+    if prepare_data is not None:
         if ctx.is_main:
-            print(f"writing the built-in synthetic dataset to {root}")
-            write_dataset(root, cfg.prep.synthetic, progress=False)
+            prepare_data()
         barrier(ctx)
 
 
@@ -70,7 +66,8 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """Builds data, model and optimizer from the config, then runs `fit()`."""
 
-    def __init__(self, cfg: Config, ctx: DistContext) -> None:
+    def __init__(self, cfg: ExperimentConfig, ctx: DistContext,
+                 prepare_data: Optional[Callable[[], None]] = None) -> None:
         self.cfg, self.ctx = cfg, ctx
         trainer = cfg.trainer
         check_amp(trainer.amp, ctx.device)
@@ -84,7 +81,7 @@ class Trainer:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.config_dict = config_to_container(cfg)
 
-        ensure_synthetic_dataset(cfg, ctx)
+        prepare_on_main(prepare_data, ctx)
         self.train_set = VideoDataset(cfg.data.root, "train", cfg.data, train=True)
         self.val_set = VideoDataset(cfg.data.root, "val", cfg.data, train=False)
         self.labels = list(self.train_set.labels)
@@ -321,15 +318,11 @@ class Trainer:
                 "last_checkpoint": str(self.checkpoint_dir / "last.pt")}
 
 
-def train(cfg: Config) -> Dict[str, Any]:
-    """Join the torchrun job (if any), train, and leave the process group."""
+def train(cfg: ExperimentConfig, prepare_data: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+    """Join the torchrun job (if any), train, and leave the process group. `prepare_data` runs on rank 0
+    before the datasets are opened (the command layer writes the synthetic dataset there)."""
     ctx = init_distributed(cfg.trainer.device)
     try:
-        return Trainer(cfg, ctx).fit()
+        return Trainer(cfg, ctx, prepare_data).fit()
     finally:
         shutdown(ctx)
-
-
-def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    train(cfg)
-    return 0

@@ -8,7 +8,7 @@ from torch import nn
 import analysis.attention_memory  # noqa: F401  (registers the attention blocks' memory rules)
 from analysis.memory import measure_forward
 from analysis.memory_model import SAVE_RULES, predict_saved_bytes
-from engine.config import load_config
+from commands.config import load_config
 from models.attention.non_local import MODES, NonLocalBlock
 from models.build import build_model
 from models.registry import ATTENTION

@@ -10,7 +10,7 @@ from PIL import Image
 from analysis.budget import largest_fitting_batch, parse_bytes
 from analysis.profile import mark_budget, run_profile
 from analysis.sweep import expand_sweep
-from engine.config import load_config
+from commands.config import load_config
 from errors import UserError
 from tests.conftest import ROOT
 
@@ -77,7 +77,7 @@ def _nonlocal_hand_count(channels, inner, queries, keys):
 def test_profile_rows_against_a_hand_computation(tmp_path):
     cfg = _profile_cfg(placements=[{"name": "none", "attention": []}, RES4_NL], frames=[8], sizes=[64], batch=[2],
                        subsample=[True], implementations=["reference", "fused"], device="cpu")
-    result = run_profile(cfg, tmp_path / "out", json_path=tmp_path / "rows.json", budget="13MiB")
+    result = run_profile(cfg.model, cfg.profile, tmp_path / "out", json_path=tmp_path / "rows.json", budget="13MiB")
     rows = {(r["placement"], r["implementation"]): r for r in result["rows"]}
     assert len(rows) == 3 and all(DESIGN_KEYS <= set(r) for r in rows.values())
     base, ref, fused = rows[("none", "-")], rows[("res4.1", "reference")], rows[("res4.1", "fused")]

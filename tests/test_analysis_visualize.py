@@ -11,9 +11,10 @@ from PIL import Image
 from torch import nn
 
 from analysis.relations import GridMap, parse_query, query_relation
-from analysis.visualize import check_options, visualize
+from analysis.visualize import check_options
+from commands.visualize import visualize_checkpoint
 from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
-from engine.config import load_config
+from commands.config import load_config
 from errors import UserError
 from models.attention.non_local import NonLocalBlock
 from models.build import build_model
@@ -129,7 +130,7 @@ def _decoded_frames(path) -> int:
 
 def test_visualize_writes_valid_files_from_a_real_video(tmp_path, clips_dir):
     checkpoint, cfg = _tiny_checkpoint(tmp_path)
-    files = visualize(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis", query="3,20,30")
+    files = visualize_checkpoint(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis", query="3,20,30")
     for key in ("png", "pyramid_maps"):
         with Image.open(files[key]) as image:
             image.verify()
@@ -145,7 +146,8 @@ def test_visualize_writes_valid_files_from_a_real_video(tmp_path, clips_dir):
 def test_visualize_fused_block_by_name_with_auto_query_and_wandb(tmp_path, clips_dir):
     checkpoint, _ = _tiny_checkpoint(tmp_path, ["model.attention.0.implementation=fused"])
     options = load_config(None, ["logger.wandb.mode=offline", "visualize.top_k=3"])
-    files = visualize(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis", block="res3.1.nonlocal",
+    files = visualize_checkpoint(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis",
+                                 block="res3.1.nonlocal",
                       cfg=options)
     numbers = json.loads(Path(files["json"]).read_text())
     assert numbers["block"] == "res3.1.nonlocal" and numbers["requested_query"] == "auto"
@@ -153,13 +155,13 @@ def test_visualize_fused_block_by_name_with_auto_query_and_wandb(tmp_path, clips
     images = {p.name.split("_")[0] for p in (tmp_path / "vis" / "wandb").glob("offline-run-*/files/media/images/*/*.png")}
     assert images == {"relations", "pyramid"}
     with pytest.raises(UserError, match="res9.0.nonlocal"):
-        visualize(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis", block="res9.0.nonlocal")
+        visualize_checkpoint(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis", block="res9.0.nonlocal")
 
 
 def test_visualize_danet_position_attention(tmp_path, clips_dir):
     checkpoint, _ = _tiny_checkpoint(tmp_path, ["model.attention=[{type: pam, stages: [4], blocks: [1]}]",
                                                 "visualize.iaa_maps=false"])
-    files = visualize(str(checkpoint), str(clips_dir / "tai_chi_k400.mp4"), tmp_path / "vis")
+    files = visualize_checkpoint(str(checkpoint), str(clips_dir / "tai_chi_k400.mp4"), tmp_path / "vis")
     numbers = json.loads(Path(files["json"]).read_text())
     assert numbers["block"] == "res4.1.pam" and numbers["key_grid"] == numbers["grid"]  # PAM keeps every key
     assert "pyramid_maps" not in files and _decoded_frames(files["mp4"]) == 8

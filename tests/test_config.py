@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from engine.config import load_config, run_dir, save_config
+from commands.config import load_config
+from engine.config import run_dir, save_config
 from errors import UserError
 from tests.conftest import ROOT
 

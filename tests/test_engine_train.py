@@ -8,7 +8,7 @@ import torch
 
 from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint, load_for_inference
-from engine.config import CONFIG_DIR, load_config
+from commands.config import CONFIG_DIR, load_config
 from engine.distributed import init_distributed
 from engine.evaluate import run_test
 from engine.train import Trainer, train

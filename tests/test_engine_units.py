@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 
 from engine.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from engine.config import load_config
+from commands.config import load_config
 from engine.distributed import init_distributed
 from engine.logging import JsonlSink, ThroughputMeter
 from engine.metrics import WindowMeans, classification_metrics, save_confusion_matrix, topk_accuracy

@@ -1,15 +1,15 @@
-"""`bench model` JSON keys (DESIGN.md) on a tiny run, and the FLOP counter behind `python -m models.sizes`."""
+"""`bench model` JSON keys (DESIGN.md) on a tiny run, and the FLOP counter behind `run.py sizes`."""
 import argparse
 import json
 
 import torch
 import torchvision
 
-from analysis import bench_model
-from engine.config import load_config
+from commands import bench_model
+from commands.config import load_config
 from models.build import build_model
 from models.config import ModelConfig
-from models.sizes import forward_macs
+from analysis.sizes import forward_macs
 
 
 def test_bench_model_writes_the_documented_keys(tmp_path):

@@ -15,12 +15,12 @@ from typing import Any, Dict
 from omegaconf import OmegaConf
 
 from analysis.profile import run_profile
-from analysis.visualize import visualize
-from engine.checkpoint import load_for_inference
-from engine.config import CONFIG_DIR, Config, load_config
+from commands.checkpoints import load_trained
+from commands.config import CONFIG_DIR, Config, load_config
+from commands.train import train_experiment
+from commands.visualize import visualize_checkpoint
 from engine.distributed import init_distributed
 from engine.evaluate import run_test
-from engine.train import train
 from errors import UserError
 
 DEMO_CONFIG = CONFIG_DIR / "experiments" / "demo.yaml"
@@ -49,13 +49,13 @@ def run_demo(cfg: Config, out: Path) -> Dict[str, Any]:
     """Every stage of the demo; returns the summary written to `out/summary.json`."""
     started = time.perf_counter()
     cfg = OmegaConf.merge(cfg, {"run": {"output_dir": str(out)}})
-    trained = train(cfg)
+    trained = train_experiment(cfg)
     checkpoint = Path(trained["best_checkpoint"])
-    model, _, labels = load_for_inference(checkpoint)
+    model, _, labels = load_trained(checkpoint)
     results = run_test(model, labels, cfg, out, init_distributed(cfg.trainer.device))
-    figures = visualize(str(checkpoint), str(first_video_of(Path(cfg.data.root), cfg.test.split, VISUALIZED_CLASS)),
+    figures = visualize_checkpoint(str(checkpoint), str(first_video_of(Path(cfg.data.root), cfg.test.split, VISUALIZED_CLASS)),
                         str(out / "visualization"))
-    run_profile(cfg, out / "profile")
+    run_profile(cfg.model, cfg.profile, out / "profile")
     summary = {
         "val_top1": results["top1"], "val_top5": results["top5"], "mean_class_acc": results["mean_class_acc"],
         "train_seconds": round(trained["train_seconds"], 1), "checkpoint": _relative(checkpoint, out),

@@ -1,6 +1,4 @@
-"""Params and FLOPs of the shipped R50 model configs at Kinetics input, beside mmaction2's published sizes.
-
-    python -m models.sizes [--classes 400] [--frames 32] [--size 224] [--published-size 256] [--segments 8]
+"""Params and FLOPs of model configs at Kinetics input, beside mmaction2's published sizes (`run.py sizes`).
 
 FLOPs are counted by torch.utils.flop_counter on shape-only tensors (FakeTensorMode; attention in its
 matmul form) and reported as GMACs (one multiply-add = 1), the unit mmaction2's "GFLOPs" column uses;
@@ -10,9 +8,7 @@ TSN takes `segments` frames (one per segment). mmaction2's I3D numbers match our
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -20,9 +16,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
-CONFIGS = ("tsn_r50", "tsn_r50_iaa", "c2d_r50", "c2d_r50_nl5", "i3d_r50", "i3d_r50_nl5", "i3d_r50_nl5_iaa",
-           "i3d_r50_cbam")
+from models.build import build_model
+from models.config import ModelConfig
+
 # mmaction2 model zoo (Kinetics-400 heads): (params M, GFLOPs as they count them = GMACs)
 PUBLISHED: Dict[str, Tuple[float, float | None]] = {
     "tsn_r50": (24.3, None),
@@ -39,17 +35,13 @@ def forward_macs(model: nn.Module, clip_shape: Sequence[int]) -> int:
     return int(counter.get_total_flops()) // 2
 
 
-def size_rows(names: Sequence[str], classes: int, frames: int, size: int, published_size: int,
+def size_rows(model_cfgs: Mapping[str, ModelConfig], classes: int, frames: int, size: int, published_size: int,
               segments: int) -> List[dict]:
-    """One row per config: params, GMACs, and the published numbers where mmaction2 lists them."""
-    from engine.config import load_config
-    from models.build import build_model
-
+    """One row per named model config: params, GMACs, and the published numbers where mmaction2 lists them."""
     rows = []
-    for name in names:
-        cfg = load_config(str(CONFIG_DIR / f"{name}.yaml"))
-        model = build_model(cfg.model, classes)
-        clip = (1, 3, segments if cfg.model.arch == "tsn" else frames, size, size)
+    for name, model_cfg in model_cfgs.items():
+        model = build_model(model_cfg, classes)
+        clip = (1, 3, segments if model_cfg.arch == "tsn" else frames, size, size)
         published = PUBLISHED.get(name, (None, None))
         rows.append({"config": name, "input": "x".join(map(str, clip[2:])),
                      "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
@@ -74,21 +66,3 @@ def markdown(rows: Sequence[dict], published_size: int) -> str:
                      f"{r['gmacs_published_size']:.1f} | {theirs_f or ''} | "
                      f"{_gap(r['gmacs_published_size'], theirs_f)} |")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--classes", type=int, default=400)
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--published-size", type=int, default=256)
-    parser.add_argument("--segments", type=int, default=8)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
-    args = parser.parse_args(argv)
-    rows = size_rows(args.configs, args.classes, args.frames, args.size, args.published_size, args.segments)
-    print(markdown(rows, args.published_size))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
