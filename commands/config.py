@@ -85,10 +85,11 @@ def _apply_override(cfg: DictConfig, item: str) -> None:
         raise UserError(f"override '{item}': {detail}") from exc
 
 
-def load_config(config_file: str | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Compose schema defaults, the YAML file (with its defaults) and `key=value` overrides."""
+def load_config(config_file: str | None = None, overrides: Iterable[str] = (), base: Any = None) -> Config:
+    """Compose schema defaults, `base` (settings found elsewhere, e.g. inferred from a checkpoint), the YAML
+    file (with its defaults) and `key=value` overrides, in that order."""
     cfg = OmegaConf.structured(Config)
-    layers = _load_yaml(Path(config_file)) if config_file else []
+    layers = ([OmegaConf.create(base)] if base else []) + (_load_yaml(Path(config_file)) if config_file else [])
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:

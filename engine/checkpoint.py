@@ -93,6 +93,28 @@ def load_model_state(model: nn.Module, state: Dict[str, Any], path: str | Path) 
     model.load_state_dict(weights)
 
 
+def init_weights_from(model: nn.Module, path: str | Path) -> str:
+    """Start `model` from a checkpoint's weights (fine-tuning); a classifier whose shapes differ (another
+    class count) keeps its fresh initialisation. Returns the line that says what was loaded."""
+    weights = load_checkpoint(path)["model"]
+    target = model.state_dict()
+    head = sorted(k for k in target if k.startswith("head.") and k in weights and weights[k].shape != target[k].shape)
+    kept = {k: v for k, v in weights.items() if k not in head}
+    missing = sorted(set(target) - set(kept) - set(head))
+    unexpected = sorted(set(kept) - set(target))
+    wrong = sorted(k for k in set(kept) & set(target) if kept[k].shape != target[k].shape)
+    if missing or unexpected or wrong:
+        parts = [f"{label} {names[:3]}{' ...' if len(names) > 3 else ''}"
+                 for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if names]
+        raise UserError(f"trainer.init_from={path} does not fit the model of this config: {'; '.join(parts)}")
+    model.load_state_dict({**target, **kept})
+    if head:
+        old, new = weights[head[0]].shape[0], target[head[0]].shape[0]
+        return (f"initialised from {path}; its classifier ({old} classes) was re-initialised for {new} classes "
+                f"({', '.join(head)})")
+    return f"initialised from {path}, classifier included"
+
+
 def config_to_container(cfg: ExperimentConfig) -> Dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 

@@ -58,6 +58,7 @@ class TrainerConfig:
     compile: bool = False
     threads: int = 0  # torch intra-op threads per process; 0 keeps torch's default
     resume: str = ""  # PATH of a checkpoint, `auto` (the run's last.pt if present) or empty
+    init_from: str = ""  # PATH of a checkpoint of ours (e.g. from `convert`) whose weights start the run
     find_unused_parameters: bool = False  # DDP option for models with conditional branches
     progress_bar: bool = True
 

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.checkpoint import (config_to_container, load_checkpoint, load_model_state, resolve_resume,
-                               rng_state, save_checkpoint, set_rng_state)
+from engine.checkpoint import (config_to_container, init_weights_from, load_checkpoint, load_model_state,
+                               resolve_resume, rng_state, save_checkpoint, set_rng_state)
 from engine.config import ExperimentConfig, run_dir, save_config
 from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers,
                                 init_distributed, shutdown)
@@ -117,6 +117,10 @@ class Trainer:
             raise UserError(f"model.num_classes={num_classes} but {self.cfg.data.root}/labels.txt "
                             f"lists {len(self.labels)} classes")
         model = build_model(self.cfg.model, num_classes)
+        if self.cfg.trainer.init_from:
+            message = init_weights_from(model, self.cfg.trainer.init_from)
+            if self.ctx.is_main:
+                print(message, flush=True)
         if self.cfg.trainer.sync_bn and self.ctx.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         memory_format = torch.channels_last_3d if self.cfg.trainer.channels_last else torch.contiguous_format

@@ -23,6 +23,10 @@ class TemporalConfig:
     conv1_stride: int = 2
     pool1_stride: int = 2
     res2_pool_stride: int = 2  # temporal max-pool after res2; 1 disables it
+    # temporal kernels of those two max-pools, padded by (k - 1) // 2; 0: 2 * stride - 1 (the non-local
+    # paper's choice; mmaction2's I3D uses 1 for pool1 and 2 for the pool after res2)
+    pool1_kernel: int = 0
+    res2_pool_kernel: int = 0
 
 
 @dataclass
@@ -36,6 +40,7 @@ class ModelConfig:
     dropout: float = 0.5
     pretrained: str = ""  # path to a torchvision-format 2D ResNet state dict to inflate
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    stem_pool_padding: int = 1  # spatial padding of the stem's 3x3 max-pool (mmaction2's C2D: 0)
     # i3d only: per stage res2..res5, one 0/1 per residual block (1 = 3x1x1 first conv);
     # empty: res2 all, res3/res4 every other block, res5 the middle block
     inflate: List[List[int]] = field(default_factory=list)

@@ -16,7 +16,7 @@ from torch import nn
 from errors import UserError
 
 
-def _rename(key: str) -> str:
+def torchvision_key(key: str) -> str:
     """torchvision `layer1.` .. `layer4.` are our `res2.` .. `res5.`."""
     return re.sub(r"^layer([1-4])\.", lambda m: f"res{int(m.group(1)) + 1}.", key)
 
@@ -36,20 +36,21 @@ def _read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     return state
 
 
-def _inflate(key: str, source: torch.Tensor, target: torch.Tensor, path: Path) -> torch.Tensor:
+def inflate_kernel(key: str, source: torch.Tensor, target: torch.Tensor, where: str) -> torch.Tensor:
+    """`source` shaped as `target`: unchanged, or a 2D kernel repeated over time and divided by kt."""
     if source.shape == target.shape:
         return source
     if source.dim() == 4 and target.dim() == 5 and source.shape == target.shape[:2] + target.shape[3:]:
         kt = target.shape[2]
         return source.unsqueeze(2).repeat(1, 1, kt, 1, 1) / kt
-    raise UserError(f"model.pretrained: {path}: '{key}' has shape {tuple(source.shape)}, "
+    raise UserError(f"{where}: '{key}' has shape {tuple(source.shape)}, "
                     f"the model needs {tuple(target.shape)} (check model.depth and model.width)")
 
 
 def load_2d_weights(backbone: nn.Module, path: str) -> None:
     """Copy every backbone weight from the file, inflating 2D kernels; any mismatch is a `UserError`."""
     file = Path(path)
-    source = {_rename(k): v for k, v in _read_state_dict(file).items() if not k.startswith("fc.")}
+    source = {torchvision_key(k): v for k, v in _read_state_dict(file).items() if not k.startswith("fc.")}
     target = backbone.state_dict()
     missing = [k for k in target if k not in source]
     unexpected = [k for k in source if k not in target]
@@ -58,4 +59,5 @@ def load_2d_weights(backbone: nn.Module, path: str) -> None:
                            for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
         raise UserError(f"model.pretrained: {file} does not match the backbone "
                         f"(check model.depth and model.width): {detail}")
-    backbone.load_state_dict({k: _inflate(k, source[k], target[k], file) for k in target})
+    backbone.load_state_dict({k: inflate_kernel(k, source[k], target[k], f"model.pretrained: {file}")
+                              for k in target})

@@ -13,7 +13,8 @@ temporal max-pool stride 2 after res2) for a 32x224x224 clip, as channels x T x 
     res2  256 x  8 x  56 x  56      res5  2048 x 4 x  7 x  7
     pool2 256 x  4 x  56 x  56
 
-A temporal stride s uses kernel 2s-1 with padding s-1, so T becomes ceil(T / s).
+A temporal stride s uses kernel 2s-1 with padding s-1, so T becomes ceil(T / s) (`model.temporal.pool1_kernel`
+and `res2_pool_kernel` choose other kernels, as mmaction2's I3D has).
 """
 from __future__ import annotations
 
@@ -101,13 +102,17 @@ LAYOUTS = {
 }
 
 
-def _max_pool(stride_t: int, spatial: bool) -> nn.Module:
-    """Max-pool with temporal stride `stride_t` (kernel 2s-1) and, if `spatial`, 3x3 stride 2."""
-    if stride_t == 1 and not spatial:
+def _max_pool(stride_t: int, kernel_t: int, spatial_padding: int | None) -> nn.Module:
+    """Max-pool with temporal stride `stride_t` and kernel `kernel_t` (0: 2s-1), padded by (k-1)//2, and
+    with a `spatial_padding` the 3x3 stride-2 spatial pool of the stem (None: no spatial pooling)."""
+    kernel_t = kernel_t or 2 * stride_t - 1
+    if stride_t == 1 and kernel_t == 1 and spatial_padding is None:
         return nn.Identity()
-    kernel = (2 * stride_t - 1, 3, 3) if spatial else (2 * stride_t - 1, 1, 1)
+    spatial = spatial_padding is not None
+    kernel = (kernel_t, 3, 3) if spatial else (kernel_t, 1, 1)
     stride = (stride_t, 2, 2) if spatial else (stride_t, 1, 1)
-    return nn.MaxPool3d(kernel, stride, padding=tuple(k // 2 for k in kernel))
+    padding = ((kernel_t - 1) // 2, spatial_padding, spatial_padding) if spatial else ((kernel_t - 1) // 2, 0, 0)
+    return nn.MaxPool3d(kernel, stride, padding=padding)
 
 
 def default_inflation(depth: int) -> List[List[int]]:
@@ -134,11 +139,17 @@ class ResNet3d(nn.Module):
 
     def __init__(self, depth: int = 50, width: float = 1.0, conv1_kernel: int = 1, conv1_stride: int = 1,
                  pool1_stride: int = 1, res2_pool_stride: int = 1,
-                 inflate: Sequence[Sequence[int]] | None = None) -> None:
+                 inflate: Sequence[Sequence[int]] | None = None, pool1_kernel: int = 0, res2_pool_kernel: int = 0,
+                 stem_pool_padding: int = 1) -> None:
         super().__init__()
         block, layers = _layout(depth)
         _check_strides(conv1_kernel=conv1_kernel, conv1_stride=conv1_stride, pool1_stride=pool1_stride,
                        res2_pool_stride=res2_pool_stride)
+        for name, kernel in (("pool1_kernel", pool1_kernel), ("res2_pool_kernel", res2_pool_kernel)):
+            if not isinstance(kernel, int) or kernel < 0:
+                raise UserError(f"model.temporal.{name}={kernel} must be 0 (automatic) or a positive integer")
+        if stem_pool_padding not in (0, 1):
+            raise UserError(f"model.stem_pool_padding={stem_pool_padding} must be 0 or 1")
         if width <= 0:
             raise UserError(f"model.width={width} must be positive")
         inflate = [[0] * n for n in layers] if inflate is None else inflate
@@ -149,8 +160,8 @@ class ResNet3d(nn.Module):
         stem = max(1, round(64 * width))
         self.conv1, self.bn1 = _conv_bn(3, stem, (conv1_kernel, 7, 7), (conv1_stride, 2, 2))
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = _max_pool(pool1_stride, spatial=True)
-        self.res2_pool = _max_pool(res2_pool_stride, spatial=False)
+        self.maxpool = _max_pool(pool1_stride, pool1_kernel, stem_pool_padding)
+        self.res2_pool = _max_pool(res2_pool_stride, res2_pool_kernel, None)
         self.stage_channels: Dict[str, int] = {}
         self.stage_depths: Dict[str, int] = {}
         channels = stem
@@ -205,7 +216,14 @@ def i3d(cfg: ModelConfig) -> ResNet3d:
     if t.conv1_kernel % 2 == 0:
         raise UserError(f"model.temporal.conv1_kernel={t.conv1_kernel} must be odd (centred padding)")
     return ResNet3d(cfg.depth, cfg.width, t.conv1_kernel, t.conv1_stride, t.pool1_stride, t.res2_pool_stride,
-                    inflate=[list(flags) for flags in cfg.inflate] or default_inflation(cfg.depth))
+                    inflate=[list(flags) for flags in cfg.inflate] or default_inflation(cfg.depth),
+                    **pool_options(cfg))
+
+
+def pool_options(cfg: ModelConfig) -> Dict[str, int]:
+    """The stem and res2 pooling options of `cfg` as ResNet3d keyword arguments."""
+    return {"pool1_kernel": cfg.temporal.pool1_kernel, "res2_pool_kernel": cfg.temporal.res2_pool_kernel,
+            "stem_pool_padding": cfg.stem_pool_padding}
 
 
 def check_no_inflation(cfg: ModelConfig) -> None:
@@ -219,4 +237,4 @@ def c2d(cfg: ModelConfig) -> ResNet3d:
     """2D kernels on every frame with the I3D temporal strides, so attention blocks can span time."""
     check_no_inflation(cfg)
     t = cfg.temporal
-    return ResNet3d(cfg.depth, cfg.width, 1, t.conv1_stride, t.pool1_stride, t.res2_pool_stride)
+    return ResNet3d(cfg.depth, cfg.width, 1, t.conv1_stride, t.pool1_stride, t.res2_pool_stride, **pool_options(cfg))

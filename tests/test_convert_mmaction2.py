@@ -1,0 +1,184 @@
+"""`convert --source mmaction2` is proven on mmaction2's own modules, built from its published configs
+with random weights and random BatchNorm statistics and affine terms (so every branch, the non-local
+ones included, changes the output): eval-mode logits of the converted model equal theirs, at full R50
+width, to max |diff| / max |logit| < 1e-4, for every variant; and the converted input normalisation
+equals their data preprocessor's. The checkpoint file is named as in the model zoo, so the converter
+reads what the weights cannot show from the name as it would on a downloaded file."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from commands.convert import convert
+from engine.checkpoint import load_for_inference
+from engine.inputs import model_input
+from errors import UserError
+from tests.mmaction2_modules import build, published_config
+
+I3D = "recognition/i3d/i3d_imagenet-pretrained-r50{}_8xb8-32x2x1-100e_kinetics400-rgb.py"
+VARIANTS = {  # name -> (published config, backbone changes, model-zoo style file name)
+    "i3d_r50": (I3D.format(""), {}, "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb_20220812-e213c223.pth"),
+    "i3d_r101": (I3D.format(""), {"depth": 101, "inflate": ((1, 1, 1), (1, 0, 1, 0), tuple((j + 1) % 2 for j in range(23)),
+                                                            (0, 1, 0))}, "i3d_r101_own.pth"),
+    "i3d_r50_heavy": (I3D.format("-heavy"), {},
+                      "i3d_imagenet-pretrained-r50-heavy_8xb8-32x2x1-100e_kinetics400-rgb_20220812-ed501b31.pth"),
+    "nl_embedded_gaussian": (I3D.format("-nl-embedded-gaussian"), {},
+                             "i3d_imagenet-pretrained-r50-nl-embedded-gaussian_8xb8-32x2x1-100e_kinetics400-rgb_20220812-afd8f562.pth"),
+    "nl_dot_product": (I3D.format("-nl-dot-product"), {},
+                       "i3d_imagenet-pretrained-r50-nl-dot-product_8xb8-32x2x1-100e_kinetics400-rgb_20220812-8e1f2148.pth"),
+    "nl_gaussian": (I3D.format("-nl-gaussian"), {},
+                    "i3d_imagenet-pretrained-r50-nl-gaussian_8xb8-32x2x1-100e_kinetics400-rgb_20220812-0c5cbf5a.pth"),
+    # not published: use_scale and no subsampling, read from the config text mmengine stores in `meta`
+    "nl_embedded_scaled_full": (I3D.format("-nl-embedded-gaussian"), {"non_local_cfg": {
+        "sub_sample": False, "use_scale": True, "norm_cfg": {"type": "BN3d"}, "mode": "embedded_gaussian"}},
+        "renamed.pth"),
+    # not published: mmcv's concatenation mode, and conv_out without BN (a conv bias instead)
+    "nl_concatenation_no_norm": (I3D.format("-nl-gaussian"), {"non_local_cfg": {
+        "sub_sample": True, "mode": "concatenation"}}, "renamed_concat.pth"),
+    "tsn_r50": ("recognition/tsn/tsn_imagenet-pretrained-r50_8xb32-1x1x8-100e_kinetics400-rgb.py", {},
+                "tsn_imagenet-pretrained-r50_8xb32-1x1x8-100e_kinetics400-rgb_20220906-2692d16c.pth"),
+    "c2d_r50": ("recognition/c2d/c2d_r50-in1k-pre_8xb32-8x8x1-100e_kinetics400-rgb.py", {},
+                "c2d_r50-in1k-pre_8xb32-8x8x1-100e_kinetics400-rgb_20221027-3ca304fa.pth"),
+}
+CLIP = (1, 3, 8, 64, 64)  # batch, channels, frames (TSN: segments), height, width
+
+
+def randomize(module: torch.nn.Module, seed: int) -> None:
+    """Random conv/linear weights and BN statistics and affine terms, so no branch is an identity. Inside
+    non-local blocks the embeddings are scaled down: a dot-product block is cubic in them, and five blocks of
+    full-size random embeddings overflow float32 in mmaction2 as in ours."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, layer in module.named_modules():
+            gain = 0.1 if "non_local_block" in name and not name.endswith("conv_out.conv") else 1.0
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) + 0.5)
+                layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.2)
+                layer.running_mean.copy_(torch.randn(layer.running_mean.shape, generator=generator) * 0.2)
+                layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) + 0.5)
+            elif isinstance(layer, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)):
+                fan_in = layer.weight[0].numel()
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * gain * (1 / fan_in) ** 0.5)
+                if layer.bias is not None:
+                    layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.1)
+
+
+class Mmaction2Recognizer(torch.nn.Module):
+    """What Recognizer3D / Recognizer2D do at test time: backbone on (N,C,T,H,W) or per frame, then the head."""
+
+    def __init__(self, config, backbone_changes):
+        super().__init__()
+        self.backbone = build({**config.model.backbone, **backbone_changes})
+        self.cls_head = build(config.model.cls_head)
+        self.two_d = config.model.type == "Recognizer2D"
+
+    def forward(self, x):
+        if self.two_d:  # (N, C, T, H, W) -> (N*T, C, H, W), consensus over the T segments in the head
+            n, c, t, h, w = x.shape
+            return self.cls_head(self.backbone(x.transpose(1, 2).reshape(n * t, c, h, w)), num_segs=t)
+        return self.cls_head(self.backbone(x))
+
+
+def mmaction2_file(tmp_path: Path, variant: str):
+    """A checkpoint as mmaction2 saves it, from its own modules with random weights; and those modules.
+    Model-zoo files are read by their names; a renamed file carries the config text in its meta, as
+    mmengine's runner stores it."""
+    config_name, changes, file_name = VARIANTS[variant]
+    config = published_config(config_name)
+    config.model.backbone.update(changes)
+    recognizer = Mmaction2Recognizer(config, {})
+    randomize(recognizer, seed=len(variant))
+    path = tmp_path / file_name
+    meta = {"cfg": config.pretty_text} if file_name.startswith("renamed") else {"mmaction2_version": "1.2.0"}
+    torch.save({"meta": meta, "state_dict": recognizer.state_dict()}, path)
+    return path, recognizer.eval(), config
+
+
+def convert_args(path: Path, out: Path, **extra) -> argparse.Namespace:
+    values = dict(source="mmaction2", checkpoint=path, out=out, labels=None, arch=None, nonlocal_mode=None,
+                  trust_file=False, config=None, overrides=[])
+    values.update(extra)
+    return argparse.Namespace(**values)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_converted_logits_equal_mmaction2s(tmp_path, variant):
+    path, theirs, config = mmaction2_file(tmp_path, variant)
+    convert(convert_args(path, tmp_path / "ours.pt"))
+    ours, ours_cfg, labels = load_for_inference(tmp_path / "ours.pt")
+    assert len(labels) == 400
+    clip = torch.randint(0, 256, CLIP, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    mean = torch.tensor(config.model.data_preprocessor.mean).view(3, 1, 1, 1)
+    std = torch.tensor(config.model.data_preprocessor.std).view(3, 1, 1, 1)
+    their_input = (clip.float() - mean) / std  # ActionDataPreprocessor's normalisation
+    our_input = model_input(clip, torch.device("cpu"), ours_cfg.data, channels_last=False)
+    assert (our_input - their_input).abs().max() < 1e-5
+    with torch.no_grad():
+        expected, got = theirs(their_input), ours(our_input)
+    error = ((got - expected).abs().max() / expected.abs().max()).item()
+    print(f"{variant}: max |diff| / max |logit| = {error:.2e} (max |logit| {expected.abs().max():.3g})")
+    assert expected.abs().max() > 1e-3 and error < 1e-4
+    blocks = ours.attention_blocks()
+    if blocks:  # the non-local branches change the logits far beyond the tolerance
+        for block in blocks.values():
+            torch.nn.init.zeros_(block.bn.weight), torch.nn.init.zeros_(block.bn.bias)
+        with torch.no_grad():
+            without = ours(our_input)
+        change = ((without - expected).abs().max() / expected.abs().max()).item()
+        print(f"{variant}: without the non-local branches the logits move by {change:.2e} of max |logit|")
+        assert change > 1e-2
+
+
+def test_inferred_settings_and_what_the_weights_cannot_tell(tmp_path, capsys):
+    path, recognizer, config = mmaction2_file(tmp_path, "nl_dot_product")
+    renamed = tmp_path / "my_model.pth"
+    torch.save({"meta": {}, "state_dict": recognizer.state_dict()}, renamed)
+    with pytest.raises(UserError, match="--nonlocal-mode"):  # neither name nor meta says dot product
+        convert(convert_args(renamed, tmp_path / "a.pt"))
+    result = convert(convert_args(renamed, tmp_path / "b.pt", nonlocal_mode="dot_product"))
+    assert "non-local mode dot_product: from the command line" in result["notes"]
+    torch.save({"meta": {"cfg": config.pretty_text}, "state_dict": torch.load(renamed)["state_dict"]}, renamed)
+    result = convert(convert_args(renamed, tmp_path / "c.pt"))  # mmengine's stored config text
+    assert "non-local mode dot_product: from the checkpoint's stored config" in result["notes"]
+    _, cfg, _ = load_for_inference(tmp_path / "c.pt")
+    entry = cfg.model.attention[0]
+    assert (entry.mode, entry.scale, entry.subsample, list(entry.stages)) == ("dot_product", False, True, [3, 4])
+    assert [list(b) for b in entry.blocks] == [[1, 3], [1, 3, 5]]
+    assert cfg.data.sampling.num_frames == 32 and cfg.test.clips * cfg.test.crops == 30
+
+
+def test_a_leftover_key_a_missing_key_and_a_wrong_shape_are_named(tmp_path):
+    path, recognizer, _ = mmaction2_file(tmp_path, "i3d_r50")
+    state = recognizer.state_dict()
+    for change, message in ((lambda s: s.update({"backbone.extra.weight": torch.zeros(1)}), "backbone.extra.weight"),
+                            (lambda s: s.pop("backbone.layer1.0.conv2.bn.running_var"), "res2.0.bn2.running_var"),
+                            (lambda s: s.update({"cls_head.fc_cls.bias": torch.zeros(3)}), "head.fc.bias")):
+        broken = dict(state)
+        change(broken)
+        torch.save({"meta": {}, "state_dict": broken}, path)
+        with pytest.raises(UserError, match=message.replace(".", r"\.")):
+            convert(convert_args(path, tmp_path / "x.pt"))
+
+
+def test_labels_and_a_config_to_check_against(tmp_path):
+    path, _, _ = mmaction2_file(tmp_path, "i3d_r50")
+    labels = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "labelmaps" / "kinetics400.txt"
+    if not labels.is_file():
+        labels = tmp_path / "labels.txt"
+        labels.write_text("".join(f"c{i}\n" for i in range(400)))
+    convert(convert_args(path, tmp_path / "a.pt", labels=labels, config="configs/model/i3d_r50.yaml"))
+    assert load_for_inference(tmp_path / "a.pt")[2] == labels.read_text().split("\n")[:400]
+    with pytest.raises(UserError, match="missing from the source"):  # the weights have no non-local blocks
+        convert(convert_args(path, tmp_path / "b.pt", config="configs/model/i3d_r50_nl5.yaml"))
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n")
+    with pytest.raises(UserError, match="lists 2 classes"):
+        convert(convert_args(path, tmp_path / "c.pt", labels=short))
+    fine_tune = yaml.safe_load((tmp_path / "a.yaml").read_text())
+    assert fine_tune["model"]["num_classes"] == 0 and fine_tune["model"]["temporal"]["res2_pool_kernel"] == 2
+    assert [round(255 * s, 3) for s in fine_tune["data"]["transforms"]["std"]] == [58.395, 57.12, 57.375]
