@@ -12,6 +12,7 @@ from typing import Dict
 from analysis.visualize import visualize
 from commands.checkpoints import checkpoint_argument, load_trained
 from commands.config import Config
+from commands.test import test_config
 from engine.logging import WandbSink
 
 
@@ -34,17 +35,19 @@ def log_to_wandb(cfg: Config, out_dir: Path, files: Dict[str, str]) -> None:
 
 
 def visualize_checkpoint(checkpoint: str, video: str, out_dir: str | Path, block: str | None = None,
-                         query: str = "auto", cfg: Config | None = None) -> Dict[str, str]:
-    """`visualize` on a checkpoint's model and data settings; `cfg` gives the `visualize.*` and `logger.*`
-    options (default: the checkpoint's own)."""
+                         query: str = "auto", args: argparse.Namespace | None = None,
+                         cfg: Config | None = None) -> Dict[str, str]:
+    """`visualize` on a checkpoint's model with its config, or with the command line's `args` and `cfg`
+    on top of it as `test` composes them (data, `visualize.*` and `logger.*` options)."""
     model, trained, labels = load_trained(checkpoint)
-    cfg = cfg if cfg is not None else trained
-    files = visualize(model, trained.data, labels, video, out_dir, cfg.visualize, block, query, str(checkpoint))
+    cfg = trained if cfg is None else test_config(args, cfg, trained)
+    files = visualize(model, cfg.data, labels, video, out_dir, cfg.visualize, block, query, str(checkpoint))
     log_to_wandb(cfg, Path(out_dir), files)
     return files
 
 
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    files = visualize_checkpoint(checkpoint_argument(cfg, "visualize"), args.video, args.out, args.block, args.query, cfg)
+    files = visualize_checkpoint(checkpoint_argument(cfg, "visualize"), args.video, args.out, args.block, args.query,
+                                 args, cfg)
     print("visualize: wrote " + ", ".join(files.values()))
     return 0

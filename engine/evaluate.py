@@ -44,6 +44,15 @@ def _reason(path: str, failures: List[str]) -> str:
 
 
 @torch.no_grad()
+def view_probabilities(model: nn.Module, clips: torch.Tensor, device: torch.device, cfg: ExperimentConfig) -> torch.Tensor:
+    """Softmax scores (N, classes) on the CPU of uint8 clips (N, 3, T, H, W), normalised on `device`."""
+    inputs = model_input(clips, device, cfg.data, cfg.trainer.channels_last)
+    with autocast(cfg.trainer.amp, device):
+        logits = model(inputs)
+    return logits.float().softmax(dim=1).cpu()
+
+
+@torch.no_grad()
 def predict(model: nn.Module, loader, ctx: DistContext, cfg: ExperimentConfig) -> Evaluation:
     """Score this rank's shard, gather every rank's results by index, and compute the metrics."""
     model.eval()
@@ -52,10 +61,7 @@ def predict(model: nn.Module, loader, ctx: DistContext, cfg: ExperimentConfig) -
     for batch in loader:
         clips = batch["clip"]  # (B,V,3,T,H,W) uint8
         batch_size, views = clips.shape[:2]
-        inputs = model_input(clips.flatten(0, 1), ctx.device, cfg.data, cfg.trainer.channels_last)
-        with autocast(cfg.trainer.amp, ctx.device):
-            logits = model(inputs)
-        probs = logits.float().softmax(dim=1).reshape(batch_size, views, -1).mean(dim=1).cpu()
+        probs = view_probabilities(model, clips.flatten(0, 1), ctx.device, cfg).reshape(batch_size, views, -1).mean(dim=1)
         for row, (index, label, valid) in enumerate(zip(batch["index"].tolist(), batch["label"].tolist(),
                                                         batch["valid"].tolist())):
             if valid:

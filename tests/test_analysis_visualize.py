@@ -1,4 +1,5 @@
 """Relation visualization: coordinate mapping, a constructed attention with a known answer, real files out."""
+import argparse
 import json
 import math
 from pathlib import Path
@@ -145,10 +146,10 @@ def test_visualize_writes_valid_files_from_a_real_video(tmp_path, clips_dir):
 
 def test_visualize_fused_block_by_name_with_auto_query_and_wandb(tmp_path, clips_dir):
     checkpoint, _ = _tiny_checkpoint(tmp_path, ["model.attention.0.implementation=fused"])
-    options = load_config(None, ["logger.wandb.mode=offline", "visualize.top_k=3"])
+    overrides = ["logger.wandb.mode=offline", "visualize.top_k=3"]
     files = visualize_checkpoint(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis",
-                                 block="res3.1.nonlocal",
-                      cfg=options)
+                                 block="res3.1.nonlocal", args=argparse.Namespace(config=None, overrides=overrides),
+                                 cfg=load_config(None, overrides))
     numbers = json.loads(Path(files["json"]).read_text())
     assert numbers["block"] == "res3.1.nonlocal" and numbers["requested_query"] == "auto"
     assert len(numbers["partners"]) == 3

@@ -7,17 +7,20 @@ reads what the weights cannot show from the name as it would on a downloaded fil
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+import run
 from commands.convert import convert
 from engine.checkpoint import load_for_inference
 from engine.inputs import model_input
 from errors import UserError
 from tests.mmaction2_modules import build, published_config
+from tests.random_weights import randomize
 
 I3D = "recognition/i3d/i3d_imagenet-pretrained-r50{}_8xb8-32x2x1-100e_kinetics400-rgb.py"
 VARIANTS = {  # name -> (published config, backbone changes, model-zoo style file name)
@@ -45,26 +48,6 @@ VARIANTS = {  # name -> (published config, backbone changes, model-zoo style fil
                 "c2d_r50-in1k-pre_8xb32-8x8x1-100e_kinetics400-rgb_20221027-3ca304fa.pth"),
 }
 CLIP = (1, 3, 8, 64, 64)  # batch, channels, frames (TSN: segments), height, width
-
-
-def randomize(module: torch.nn.Module, seed: int) -> None:
-    """Random conv/linear weights and BN statistics and affine terms, so no branch is an identity. Inside
-    non-local blocks the embeddings are scaled down: a dot-product block is cubic in them, and five blocks of
-    full-size random embeddings overflow float32 in mmaction2 as in ours."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, layer in module.named_modules():
-            gain = 0.1 if "non_local_block" in name and not name.endswith("conv_out.conv") else 1.0
-            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
-                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) + 0.5)
-                layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.2)
-                layer.running_mean.copy_(torch.randn(layer.running_mean.shape, generator=generator) * 0.2)
-                layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) + 0.5)
-            elif isinstance(layer, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)):
-                fan_in = layer.weight[0].numel()
-                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * gain * (1 / fan_in) ** 0.5)
-                if layer.bias is not None:
-                    layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.1)
 
 
 class Mmaction2Recognizer(torch.nn.Module):
@@ -182,3 +165,19 @@ def test_labels_and_a_config_to_check_against(tmp_path):
     fine_tune = yaml.safe_load((tmp_path / "a.yaml").read_text())
     assert fine_tune["model"]["num_classes"] == 0 and fine_tune["model"]["temporal"]["res2_pool_kernel"] == 2
     assert [round(255 * s, 3) for s in fine_tune["data"]["transforms"]["std"]] == [58.395, 57.12, 57.375]
+
+
+def test_a_converted_non_local_i3d_predicts_explains_and_shows_its_relations(tmp_path, clips_dir):
+    path, _, _ = mmaction2_file(tmp_path, "nl_embedded_gaussian")
+    convert(convert_args(path, tmp_path / "nl.pt"))
+    small = ["data.sampling.num_frames=8", "data.transforms.test_scale=128", "data.transforms.crop_size=112",
+             "test.clips=1", "test.crops=1", "logger.wandb.mode=disabled"]
+    video = str(clips_dir / "tai_chi_k400.mp4")
+    assert run.main(["visualize", f"checkpoint={tmp_path / 'nl.pt'}", "--video", video, "--out",
+                     str(tmp_path / "vis"), *small]) == 0
+    relations = json.loads((tmp_path / "vis" / "relations.json").read_text())
+    assert relations["block"] == "res4.5.nonlocal" and relations["frames"] == [8, 112, 112]
+    assert run.main(["predict", f"checkpoint={tmp_path / 'nl.pt'}", "--video", video, "--out", str(tmp_path / "p"),
+                     "--explain", "predict.gradcam_layer=res4.5.nonlocal", *small]) == 0
+    entry = json.loads((tmp_path / "p" / "predictions.json").read_text())["videos"][0]
+    assert Path(entry["explain"]["gradcam_png"]).is_file() and len(entry["top"]) == 5

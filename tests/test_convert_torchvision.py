@@ -9,7 +9,7 @@ import torchvision
 from commands.convert import convert
 from engine.checkpoint import load_for_inference
 from errors import UserError
-from tests.test_convert_mmaction2 import randomize
+from tests.random_weights import randomize
 
 
 def test_tsn_from_a_torchvision_resnet_scores_as_the_image_network(tmp_path):

@@ -132,8 +132,13 @@ class VideoDataset(Dataset):
             size = self.cfg.transforms.crop_size
             clip = torch.zeros(self.views, 3, clip_length(self.cfg.sampling), size, size, dtype=torch.uint8)
             return dict(clip=clip, label=label, index=index, valid=False, failed=[f"{exc.path}: {exc.reason}"])
-        views = torch.cat([self.test_views(clip) for clip in clips])  # (V, T, 3, h, w)
-        return dict(clip=views.transpose(1, 2).contiguous(), label=label, index=index, valid=True, failed=[])
+        return dict(clip=make_views(clips, self.test_views), label=label, index=index, valid=True, failed=[])
+
+
+def make_views(clips: torch.Tensor, test_views) -> torch.Tensor:
+    """Every test view (crops) of every clip (clips, T, 3, H, W): uint8 (V, 3, T, h, w)."""
+    views = torch.cat([test_views(clip) for clip in clips])  # (V, T, 3, h, w)
+    return views.transpose(1, 2).contiguous()
 
 
 def read_clips(path: str, cfg: DataConfig, rng: Optional[np.random.Generator], clips: int = 1,

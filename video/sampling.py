@@ -7,7 +7,7 @@ resampled to that rate, so a stride means the same time span in every video.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -95,3 +95,25 @@ def sample_clips(num_frames: int, cfg: SamplingConfig, rng: Optional[np.random.G
     length = int((num_frames - 1) // step) + 1  # frames of the video resampled to target_fps
     positions = SAMPLERS[cfg.mode](length, cfg, rng, clips)
     return np.minimum(np.round(positions * step).astype(np.int64), num_frames - 1)
+
+
+def clip_span(cfg: SamplingConfig, fps: float) -> int:
+    """Native frames one dense clip covers (its stride at `target_fps`, converted to the video's rate)."""
+    step = fps / cfg.target_fps if cfg.target_fps > 0 and fps > 0 else 1.0
+    return int(round(((cfg.num_frames - 1) * cfg.stride + 1) * step))
+
+
+def window_clips(num_frames: int, cfg: SamplingConfig, fps: float, window: int,
+                 stride: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Sliding windows of `window` frames every `stride` frames that cover the whole video (the last one
+    ends at its last frame), each sampled as a test clip of that stretch: (first frames (windows,),
+    indices (windows, T))."""
+    if window < 1 or stride < 1:
+        raise ValueError("window and stride must be at least one frame")
+    window = min(window, num_frames)
+    starts = list(range(0, num_frames - window + 1, stride))
+    if starts[-1] + window < num_frames:
+        starts.append(num_frames - window)
+    inner = sample_clips(window, cfg, None, 1, fps)[0]
+    starts = np.array(starts)
+    return starts, starts[:, None] + inner[None]

@@ -1,0 +1,80 @@
+"""`run.py predict checkpoint=PATH --video FILE_OR_DIR --out DIR [--top-k K] [--explain [--class NAME]]`.
+
+Every video (a folder is searched recursively) gets its top-k labels over the checkpoint's test views
+and a timeline of sliding windows (analysis/predict.py); DIR/predictions.json holds them all with
+every unreadable video and its reason, DIR/<stem>_timeline.png the timeline of each video longer than
+one window, and with --explain DIR/<stem>_gradcam.png/.mp4 a Grad-CAM of `predict.gradcam_layer`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict, List
+
+from tqdm import tqdm
+
+from analysis.explain import explain_video
+from analysis.predict import check_options, predict_video, save_timeline
+from commands.checkpoints import checkpoint_argument, load_trained
+from commands.config import Config
+from commands.test import test_config
+from engine.distributed import init_distributed
+from errors import UserError
+from video.decode import VIDEO_SUFFIXES, VideoDecodeError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", required=True, type=Path, help="a video file, or a folder searched recursively")
+    parser.add_argument("--out", required=True, type=Path, help="folder for predictions.json and the pictures")
+    parser.add_argument("--top-k", type=int, help="labels listed per video and window (default predict.top_k)")
+    parser.add_argument("--explain", action="store_true", help="also write a Grad-CAM of predict.gradcam_layer")
+    parser.add_argument("--class", dest="class_name", help="explain this class instead of the predicted one")
+
+
+def find_videos(path: Path) -> List[Path]:
+    """The file itself, or every video below the folder (sorted)."""
+    if path.is_dir():
+        videos = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        if not videos:
+            raise UserError(f"--video {path}: no video files ({', '.join(VIDEO_SUFFIXES)}) below this folder")
+        return videos
+    if not path.exists():
+        raise UserError(f"--video {path}: no such file or folder")
+    return [path]
+
+
+def run_command(args: argparse.Namespace, cfg: Config) -> int:
+    model, trained, labels = load_trained(checkpoint_argument(cfg, "predict"))
+    cfg = test_config(args, cfg, trained)
+    options = cfg.predict
+    if args.top_k is not None:
+        options.top_k = args.top_k
+    check_options(options)
+    videos = find_videos(args.video)
+    device = init_distributed(cfg.trainer.device).device
+    model = model.to(device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    document: Dict[str, list] = {"videos": [], "skipped": []}
+    for path in tqdm(videos, desc="predict", unit="video", disable=len(videos) == 1):
+        try:
+            prediction = predict_video(model, str(path), cfg, options, device)
+            entry = prediction.to_json(labels, options.top_k)
+            if len(entry["windows"]) > 1:
+                entry["timeline"] = str(save_timeline(args.out / f"{path.stem}_timeline.png", prediction, labels,
+                                                      options.timeline_classes))
+            if args.explain:
+                entry["explain"] = explain_video(model, str(path), cfg.data, labels, options, args.out,
+                                                 args.class_name)
+        except VideoDecodeError as exc:
+            document["skipped"].append({"path": str(path), "reason": exc.reason})
+            tqdm.write(f"skipped {path}: {exc.reason}")
+            continue
+        document["videos"].append(entry)
+        best = entry["top"][0]
+        tqdm.write(f"{path}: {best['label']} {best['score']:.3f}  ("
+                   + ", ".join(f"{t['label']} {t['score']:.3f}" for t in entry["top"][1:]) + ")")
+    (args.out / "predictions.json").write_text(json.dumps(document, indent=1) + "\n")
+    print(f"predict: {len(document['videos'])} videos, {len(document['skipped'])} skipped -> "
+          f"{args.out / 'predictions.json'}")
+    return 0
