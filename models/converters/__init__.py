@@ -1,2 +1,2 @@
 """Checkpoint converters registered by source name (`run.py convert --source NAME`)."""
-from models.converters import mmaction2, torchvision  # noqa: F401  (registers the converters)
+from models.converters import mmaction2, pytorchvideo, torchvision  # noqa: F401  (registers the converters)

@@ -1,0 +1,100 @@
+"""pytorchvideo ResNets (`create_resnet`: its hub's i3d_r50, slow_r50, c2d_r50 and their `.pyth` model-zoo
+files, `{"model_state": ...}`) into our I3D / C2D.
+
+From the weights: depth, conv1's temporal kernel, every block's inflation (C2D when no kernel has time).
+Not in the weights: the stem has no temporal stride and a (1,3,3) pool; I3D and C2D pool time by a
+(2,1,1) max-pool after res2, Slow has none (`slow` in the file name). The head averages the whole res5
+map (their AvgPool3d covers it at the 8x224 input they were trained on) before the projection.
+Normalisation: pytorchvideo's Kinetics mean 0.45 and std 0.225 on 0..1; clips 8 frames at stride 8.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any, Dict, List, Optional
+
+from errors import UserError
+from models.backbones.resnet3d import LAYOUTS, Bottleneck
+from models.converters.common import CONVERTERS, Conversion, take_state_dict
+
+BRANCH = {"a": "1", "b": "2", "c": "3"}
+MEAN, STD = [0.45, 0.45, 0.45], [0.225, 0.225, 0.225]
+
+
+def _stages(state: Dict[str, Any]) -> Dict[int, str]:
+    """pytorchvideo block index -> our stage name, for the blocks that hold residual blocks."""
+    indices = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.res_blocks\.", k))})
+    if len(indices) != 4:
+        raise UserError(f"expected 4 residual stages in blocks.N.res_blocks, found {len(indices)}")
+    return {index: f"res{stage}" for stage, index in enumerate(indices, start=2)}
+
+
+def _rename(key: str, stages: Dict[int, str], head: int) -> Optional[str]:
+    if key == "blocks.0.conv.weight":
+        return "backbone.conv1.weight"
+    if found := re.fullmatch(r"blocks\.0\.norm\.(\w+)", key):
+        return f"backbone.bn1.{found.group(1)}"
+    if found := re.fullmatch(rf"blocks\.{head}\.proj\.(weight|bias)", key):
+        return f"head.fc.{found.group(1)}"
+    found = re.fullmatch(r"blocks\.(\d+)\.res_blocks\.(\d+)\.(.+)", key)
+    if not found or int(found.group(1)) not in stages:
+        return None
+    where, rest = f"backbone.{stages[int(found.group(1))]}.{found.group(2)}", found.group(3)
+    if rest == "branch1_conv.weight":
+        return f"{where}.downsample.0.weight"
+    if part := re.fullmatch(r"branch1_norm\.(\w+)", rest):
+        return f"{where}.downsample.1.{part.group(1)}"
+    if part := re.fullmatch(r"branch2\.conv_([abc])\.weight", rest):
+        return f"{where}.conv{BRANCH[part.group(1)]}.weight"
+    if part := re.fullmatch(r"branch2\.norm_([abc])\.(\w+)", rest):
+        return f"{where}.bn{BRANCH[part.group(1)]}.{part.group(2)}"
+    return None
+
+
+@CONVERTERS.register("pytorchvideo")
+def convert_pytorchvideo(checkpoint: Any, file_name: str, arch: Optional[str] = None,
+                         nonlocal_mode: Optional[str] = None) -> Conversion:
+    """A pytorchvideo ResNet checkpoint -> our state dict and config."""
+    if nonlocal_mode is not None:
+        raise UserError("--nonlocal-mode: pytorchvideo ResNets have no non-local blocks")
+    state = take_state_dict(checkpoint, file_name)
+    if "blocks.0.conv.weight" not in state:
+        raise UserError(f"{file_name} is not a pytorchvideo ResNet (no blocks.0.conv.weight)")
+    stages = _stages(state)
+    head = max(stages) + 1
+    blocks: Dict[str, Dict[int, Any]] = defaultdict(dict)
+    for key, value in state.items():
+        if found := re.fullmatch(r"blocks\.(\d+)\.res_blocks\.(\d+)\.branch2\.conv_a\.weight", key):
+            blocks[stages[int(found.group(1))]][int(found.group(2))] = value
+    counts = tuple(len(blocks[f"res{s}"]) for s in range(2, 6))
+    bottleneck = any(k.endswith("branch2.conv_c.weight") for k in state)
+    depth = next((d for d, (block, layout) in LAYOUTS.items()
+                  if layout == counts and (block is Bottleneck) == bottleneck), None)
+    if depth is None:
+        raise UserError(f"{file_name}: blocks per stage {counts} match no ResNet depth of {', '.join(map(str, LAYOUTS))}")
+    inflate = [[int(blocks[f"res{s}"][j].shape[2] > 1) for j in sorted(blocks[f"res{s}"])] for s in range(2, 6)]
+    conv1 = state["blocks.0.conv.weight"]
+    slow = "slow" in file_name.lower()
+    temporal = {"conv1_kernel": int(conv1.shape[2]), "conv1_stride": 1, "pool1_stride": 1,
+                "res2_pool_stride": 1 if slow else 2, "res2_pool_kernel": 1 if slow else 2}
+    three_d = conv1.shape[2] > 1 or any(any(flags) for flags in inflate)
+    arch = arch or ("i3d" if three_d else "c2d")
+    model: Dict[str, Any] = {"arch": arch, "depth": depth, "temporal": temporal, "dropout": 0.5}
+    if arch == "i3d":
+        model["inflate"] = inflate
+    notes: List[str] = [f"depth {depth}: from the keys",
+                        f"architecture {arch}, conv1 {conv1.shape[2]}x7x7, inflation {inflate}: from the weights",
+                        "no temporal pool after res2: 'slow' in the file name" if slow else
+                        "a (2,1,1) temporal max-pool after res2: pytorchvideo's I3D/C2D (no 'slow' in the file name)"]
+    ours, unused = {}, []
+    for key, value in state.items():
+        name = _rename(key, stages, head)
+        if name is None:
+            unused.append(key)
+        else:
+            ours[name] = value.clone()
+    data = {"transforms": {"mean": MEAN, "std": STD, "test_scale": 256, "crop_size": 256, "train_scale": [256, 320]},
+            "sampling": {"mode": "dense", "num_frames": 8, "stride": 8}}
+    notes.append("normalisation mean 0.45, std 0.225; sampling 8x8; test views 10 clips x 3 crops of 256")
+    notes.append(f"{int(state[f'blocks.{head}.proj.weight'].shape[0])} classes: from blocks.{head}.proj")
+    return Conversion(state=ours, model=model, data=data, test={"clips": 10, "crops": 3}, notes=notes, unused=unused)
