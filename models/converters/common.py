@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from errors import UserError
+from models.backbones.resnet3d import LAYOUTS, Bottleneck
 from models.registry import Registry
 
 CONVERTERS = Registry("convert --source")
@@ -60,3 +61,12 @@ def take_state_dict(checkpoint: Any, source: str) -> Dict[str, torch.Tensor]:
             not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise UserError(f"{source} holds no state dict of tensors")
     return checkpoint
+
+
+def resnet_depth(counts: tuple, bottleneck: bool, source: str) -> int:
+    """The ResNet depth with `counts` blocks per stage of this block type, or a UserError."""
+    for depth, (block, layout) in LAYOUTS.items():
+        if tuple(layout) == tuple(counts) and (block is Bottleneck) == bottleneck:
+            return depth
+    raise UserError(f"{source}: blocks per stage {tuple(counts)} ({'bottleneck' if bottleneck else 'basic'}) "
+                    f"match no ResNet depth of {', '.join(map(str, LAYOUTS))}")

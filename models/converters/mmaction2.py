@@ -25,8 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from errors import UserError
-from models.backbones.resnet3d import LAYOUTS, Bottleneck
-from models.converters.common import CONVERTERS, Conversion, take_state_dict
+from models.converters.common import CONVERTERS, Conversion, resnet_depth, take_state_dict
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -148,13 +147,8 @@ def _blocks(backbone: Mapping[str, torch.Tensor]) -> Dict[int, Dict[int, Dict[st
 
 
 def _depth(layers, source: str) -> Tuple[int, bool]:
-    counts = tuple(len(layers[i]) for i in range(1, 5))
     bottleneck = "conv3.conv.weight" in layers[1][0]
-    for depth, (block, layout) in LAYOUTS.items():
-        if layout == counts and (block is Bottleneck) == bottleneck:
-            return depth, bottleneck
-    raise UserError(f"{source}: blocks per stage {counts} ({'bottleneck' if bottleneck else 'basic'}) match no "
-                    f"ResNet depth of {', '.join(map(str, LAYOUTS))}")
+    return resnet_depth(tuple(len(layers[i]) for i in range(1, 5)), bottleneck, source), bottleneck
 
 
 def _nonlocal(layers, hints: Hints, notes: List[str], source: str) -> List[Dict[str, Any]]:

@@ -14,8 +14,7 @@ from collections import defaultdict
 from typing import Any, Dict, List, Optional
 
 from errors import UserError
-from models.backbones.resnet3d import LAYOUTS, Bottleneck
-from models.converters.common import CONVERTERS, Conversion, take_state_dict
+from models.converters.common import CONVERTERS, Conversion, resnet_depth, take_state_dict
 
 BRANCH = {"a": "1", "b": "2", "c": "3"}
 MEAN, STD = [0.45, 0.45, 0.45], [0.225, 0.225, 0.225]
@@ -68,10 +67,7 @@ def convert_pytorchvideo(checkpoint: Any, file_name: str, arch: Optional[str] = 
             blocks[stages[int(found.group(1))]][int(found.group(2))] = value
     counts = tuple(len(blocks[f"res{s}"]) for s in range(2, 6))
     bottleneck = any(k.endswith("branch2.conv_c.weight") for k in state)
-    depth = next((d for d, (block, layout) in LAYOUTS.items()
-                  if layout == counts and (block is Bottleneck) == bottleneck), None)
-    if depth is None:
-        raise UserError(f"{file_name}: blocks per stage {counts} match no ResNet depth of {', '.join(map(str, LAYOUTS))}")
+    depth = resnet_depth(counts, bottleneck, file_name)
     inflate = [[int(blocks[f"res{s}"][j].shape[2] > 1) for j in sorted(blocks[f"res{s}"])] for s in range(2, 6)]
     conv1 = state["blocks.0.conv.weight"]
     slow = "slow" in file_name.lower()

@@ -13,10 +13,9 @@ from omegaconf import OmegaConf
 
 from errors import UserError
 from models.backbones.pretrained import inflate_kernel, torchvision_key
-from models.backbones.resnet3d import LAYOUTS, Bottleneck
 from models.build import build_model
 from models.config import ModelConfig
-from models.converters.common import CONVERTERS, Conversion, take_state_dict
+from models.converters.common import CONVERTERS, Conversion, resnet_depth, take_state_dict
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -24,11 +23,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 def _depth(state: Dict[str, Any], source: str) -> int:
     counts = tuple(len({m.group(1) for k in state if (m := re.match(rf"layer{i}\.(\d+)\.", k))}) for i in range(1, 5))
-    bottleneck = "layer1.0.conv3.weight" in state
-    for depth, (block, layout) in LAYOUTS.items():
-        if layout == counts and (block is Bottleneck) == bottleneck:
-            return depth
-    raise UserError(f"{source}: blocks per stage {counts} match no ResNet depth of {', '.join(map(str, LAYOUTS))}")
+    return resnet_depth(counts, "layer1.0.conv3.weight" in state, source)
 
 
 @CONVERTERS.register("torchvision")
