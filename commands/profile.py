@@ -1,6 +1,8 @@
-"""`run.py profile --out DIR [--json FILE] [--budget 16GiB]`: memory and FLOPs of non-local placements.
+"""`run.py profile [checkpoint=PATH] --out DIR [--json FILE] [--budget 16GiB]`: memory and FLOPs of
+non-local placements.
 
-Without `--config` the sweep is configs/profile/default.yaml.
+Without `--config` the sweep is configs/profile/default.yaml. With `checkpoint=PATH` (e.g. a converted
+published model) the placements are swept over that checkpoint's network instead of the config's model.
 """
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import argparse
 from pathlib import Path
 
 from analysis.profile import run_profile
-from commands.config import CONFIG_DIR, Config, load_config
+from commands.config import CONFIG_DIR, Config, config_from_dict, load_config
+from engine.checkpoint import load_checkpoint
 
 DEFAULT_SWEEP = CONFIG_DIR / "profile" / "default.yaml"
 
@@ -22,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
     if args.config is None:
         cfg = load_config(str(DEFAULT_SWEEP), args.overrides)
-    result = run_profile(cfg.model, cfg.profile, args.out, args.json, args.budget)
+    model_cfg = config_from_dict(load_checkpoint(cfg.checkpoint)["config"]).model if cfg.checkpoint else cfg.model
+    result = run_profile(model_cfg, cfg.profile, args.out, args.json, args.budget)
     unmodelled = sorted({name for row in result["rows"] for name in row["unmodelled_layers"]})
     if unmodelled:
         print(f"note: no memory rule for {', '.join(unmodelled)}; the prediction leaves them out")

@@ -103,3 +103,13 @@ def test_grad_cam_of_identical_tsn_segments_is_identical_and_names_are_checked(t
     assert np.abs(cam.heat - cam.heat[:1]).max() < 1e-5 and cam.heat.std() > 0.01
     with pytest.raises(UserError, match="valid: res2, res2.0"):
         grad_cam(model, frame, "res9")
+
+
+def test_profile_sweeps_placements_over_a_checkpoints_network(tmp_path, dataset):
+    path = checkpoint(tmp_path, dataset, "c2d_tiny_nl")
+    assert run.main(["profile", f"checkpoint={path}", "--out", str(tmp_path / "prof"), "profile.device=cpu",
+                     "profile.placements=[{name: none, attention: []}]", "profile.implementations=[fused]"]) == 0
+    rows = json.loads((tmp_path / "prof" / "profile.json").read_text())["rows"]
+    plain = load_config(str(ROOT / "configs" / "model" / "c2d_tiny_nl.yaml"), ["model.attention=[]"]).model
+    base = [r for r in rows if r["placement"] == "none"][0]
+    assert base["params"] == sum(p.numel() for p in build_model(plain, 400).parameters())
