@@ -24,6 +24,7 @@ COMMANDS = {
     ("profile",): ("analysis.profile", "memory and FLOPs of non-local placements"),
     ("bench", "decode"): ("analysis.bench_decode", "decode throughput per backend vs a bare decoder"),
     ("bench", "loader"): ("analysis.bench_loader", "loader clips/s against the number of workers"),
+    ("bench", "mmaction2"): ("commands.bench_mmaction2", "our training pipeline's clips/s vs mmaction2's (optional)"),
     ("bench", "model"): ("analysis.bench_model", "model clips/s and memory, fused vs reference non-local"),
     ("demo",): ("engine.demo", "the end-to-end run behind `make demo`"),
 }
