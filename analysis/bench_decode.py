@@ -92,12 +92,12 @@ def _decodable(videos: List[Path]) -> List[Path]:
     return good
 
 
-def forward_only_files(videos: List[Path]) -> List[Path]:
-    """Files the decord backend reads forward from the start (AVI with B-frames: see DecordReader)."""
+def via_pyav_files(videos: List[Path]) -> List[Path]:
+    """Files the decord backend hands to the PyAV reader (AVI with B-frames: see DecordReader)."""
     forward = []
     for path in videos:
         with open_video(path, "decord") as reader:
-            if reader.forward_only:
+            if reader.via_pyav:
                 forward.append(path)
     return forward
 
@@ -158,7 +158,7 @@ def run_command(args: argparse.Namespace, cfg) -> int:
     if args.repeats < 1:
         raise UserError(f"--repeats={args.repeats} must be at least 1")
     videos = _decodable(find_videos(args.videos))  # also the untimed pass that warms the file cache
-    forward = forward_only_files(videos)
+    forward = via_pyav_files(videos)
     cases = [(backend, sampling) for backend in REFERENCES for sampling in SAMPLINGS]
     with tqdm(total=len(cases) * len(videos) * args.repeats, desc="decode bench", unit="clip") as bar:
         cased = {case: bench_case(videos, cfg.data, *case, args.repeats, bar,
@@ -173,8 +173,8 @@ def run_command(args: argparse.Namespace, cfg) -> int:
               f"{row['reference_frames_per_s']:14.0f} {row['ratio']:6.3f}")
     if forward:
         ratios = ", ".join(f"{s} {cased['decord', s][1]}" for s in SAMPLINGS)
-        print(f"decord reads {len(forward)} of {len(videos)} files (AVI with B-frames) forward from frame 0, "
-              f"where its seeking returns wrong frames and the bare call is not a like-for-like baseline; "
+        print(f"the decord backend hands {len(forward)} of {len(videos)} files (AVI with B-frames) to PyAV, "
+              f"where decord's seeking returns wrong frames and the bare call is not a like-for-like baseline; "
               f"decord ratio on the other {len(videos) - len(forward)}: {ratios}")
     for row in loader:
         print(f"loader ({cfg.data.backend}, dense32x2), {row['workers']} workers: {row['clips_per_s']:.1f} clips/s")

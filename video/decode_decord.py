@@ -1,13 +1,13 @@
-"""The decord backend; a cheap PyAV probe finds the AVI files whose seeking decord gets wrong."""
+"""The decord backend; a cheap PyAV probe finds the AVI files whose seeking decord gets wrong (read by PyAV)."""
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from video.decode_base import VideoReader, first_line, output_size, register_backend
-from video.decode_pyav import open_container, scan_packets
+from video.decode_pyav import PyAVReader, open_container
 
 @register_backend("decord")
 class DecordReader(VideoReader):
@@ -16,37 +16,42 @@ class DecordReader(VideoReader):
     decord's seeking is wrong in AVI files with B-frames, where AVI's timestamps are guesses: it
     counts placeholder packets ("drop frame" chunks) as frames and addresses later frames off by up
     to 5 (HMDB51 files), and near the end it sometimes returns the previous frame (about 1 read in
-    20 on the shared 1080p AVI). For those files, found with a cheap PyAV probe of AVI files only,
-    frames are read in consecutive batches from the start, which decord gets right. With
-    `short_side`, the same probe gives the size that decord is asked to scale to as it converts.
+    20 on the shared 1080p AVI). Those files, found with a cheap PyAV probe of AVI files only, are
+    read by the PyAV reader instead (`via_pyav`), which seeks in them exactly and returns the same
+    frames as a decode from the start (earlier versions read them with decord from frame 0 on every
+    call, 1.5-2x slower). With `short_side`, the probe gives the size decord is asked to scale to.
     """
 
-    FORWARD_BATCH_BYTES = 64 << 20  # bounds memory of the forward pass on large frames
     # decord 0.6.0 returns 4-channel frames at these output widths and then fails to copy them
     BROKEN_WIDTHS = (24, 48, 72)
 
     def __init__(self, path: str, num_threads: int = 1, short_side: Optional[int] = None):
         super().__init__(path, short_side)
+        source_size, avi_with_b_frames = _probe_for_decord(path, need_size=short_side is not None)
+        self.via_pyav = avi_with_b_frames
+        self._shape: Optional[Tuple[int, int]] = None
+        self._reader = (PyAVReader(path, num_threads, short_side) if avi_with_b_frames
+                        else self._open_decord(num_threads, source_size))
+        if self.via_pyav:
+            self.num_frames, self.fps = self._reader.num_frames, self._reader.fps
+            self._shape = (self._reader.height, self._reader.width)
+        else:
+            self.num_frames, self.fps = len(self._reader), float(self._reader.get_avg_fps())
+
+    def _open_decord(self, num_threads: int, source_size: Optional[Tuple[int, int]]):
         import decord  # imported here: optional at import time of this module
 
-        source_size, real_count = _probe_for_decord(path, need_size=short_side is not None)
-        self._shape: Optional[Tuple[int, int]] = None
         scale = {}
         if source_size is not None:
-            height, width = output_size(*source_size, short_side)
+            height, width = output_size(*source_size, self.short_side)
             if (height, width) != source_size:
                 width += 2 if width in self.BROKEN_WIDTHS else 0
                 scale = {"height": height, "width": width}
             self._shape = (height, width)
         try:
-            self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads, **scale)
+            return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads, **scale)
         except (decord.DECORDError, RuntimeError, AssertionError) as exc:
             raise self._fail(f"decord cannot open it ({_decord_reason(exc)})") from exc
-        self.num_frames = len(self._reader)
-        self.fps = float(self._reader.get_avg_fps())
-        self.forward_only = real_count is not None  # True: frames come from batches read from frame 0
-        if real_count is not None:
-            self.num_frames = min(self.num_frames, real_count)
 
     def _frame_shape(self) -> Tuple[int, int]:
         if self._shape is None:
@@ -62,50 +67,36 @@ class DecordReader(VideoReader):
         return self._frame_shape()[1]
 
     def _decode_sorted(self, indices: np.ndarray) -> np.ndarray:
+        if self.via_pyav:
+            return self._reader.get_frames(indices)
         import decord
 
         try:
-            frames = self._forward_pass(indices) if self.forward_only else self._batch(indices.tolist())
+            frames = self._reader.get_batch(indices.tolist()).asnumpy()
         except (decord.DECORDError, RuntimeError) as exc:
             raise self._fail(f"decord failed to decode frames {indices.tolist()[:4]}... "
                              f"({_decord_reason(exc)})") from exc
         self._shape = frames.shape[1:3]
         return frames
 
-    def _batch(self, indices: List[int]) -> np.ndarray:
-        return self._reader.get_batch(indices).asnumpy()
-
-    def _forward_pass(self, indices: np.ndarray) -> np.ndarray:
-        """Wanted frames from consecutive batches starting at frame 0 (decord does not seek)."""
-        height, width = self._shape
-        step = max(1, self.FORWARD_BATCH_BYTES // (height * width * 3))
-        end = int(indices[-1]) + 1
-        chunks = []
-        for start in range(0, end, step):
-            stop = min(start + step, end)
-            wanted = indices[(indices >= start) & (indices < stop)]
-            chunks.append(self._batch(list(range(start, stop)))[wanted - start])
-        return np.concatenate(chunks)
-
     def close(self) -> None:
+        if self.via_pyav:
+            self._reader.close()
         self._reader = None
 
 
-def _probe_for_decord(path: str, need_size: bool) -> Tuple[Optional[Tuple[int, int]], Optional[int]]:
-    """(height, width) when asked for or when probing anyway, and the real frame count of an AVI file
-    with B-frames (None for any other file). Opens PyAV only for AVI files or when the size is needed."""
+def _probe_for_decord(path: str, need_size: bool) -> Tuple[Optional[Tuple[int, int]], bool]:
+    """(height, width) when asked for or when probing anyway, and whether the file is an AVI with
+    B-frames. Opens PyAV only for AVI files or when the size is needed."""
     with open(path, "rb") as file:
         head = file.read(12)
     is_avi = head[:4] == b"RIFF" and head[8:12] == b"AVI "
     if not (is_avi or need_size):
-        return None, None
+        return None, False
     container, stream = open_container(path)
     with container:
         context = stream.codec_context
-        size = (context.height, context.width)
-        if not (is_avi and context.has_b_frames):
-            return size, None
-        return size, len(scan_packets(container, stream, path).timestamps)
+        return (context.height, context.width), bool(is_avi and context.has_b_frames)
 
 
 def _decord_reason(exc: BaseException) -> str:
