@@ -18,6 +18,7 @@ from errors import UserError
 COMMANDS = {
     ("prep", "synthetic"): ("data_prep.synthetic", "write the built-in synthetic dataset"),
     ("prep", "kinetics"): ("data_prep.kinetics", "build a Kinetics subset from a CSV and a video folder"),
+    ("prep", "merge"): ("commands.prep_merge", "join the folders of `prep kinetics --shard i/N` runs into one"),
     ("train",): ("engine.train", "train (alone or under torchrun)"),
     ("test",): ("engine.evaluate", "multi-view test of checkpoint=PATH, writes test_results.json"),
     ("visualize",): ("analysis.visualize", "long-range frame relations of a non-local block"),

@@ -78,6 +78,12 @@ def find_videos(folder: Path) -> List[Path]:
     return videos
 
 
+def write_listing(videos: Sequence[Path], root: Path) -> None:
+    """A one-class dataset folder at `root` whose train split lists `videos` in place."""
+    (root / "labels.txt").write_text("video\n")
+    (root / "train.csv").write_text("path,label\n" + "".join(f"{p.resolve()},video\n" for p in videos))
+
+
 def _decodable(videos: List[Path]) -> List[Path]:
     """The videos both backends open; reports the others."""
     good = []
@@ -140,12 +146,12 @@ def bench_loader_on(videos: List[Path], data: DataConfig) -> List[Dict]:
     """Loader rows on a temporary one-class dataset folder listing the videos in place."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        (root / "labels.txt").write_text("video\n")
-        (root / "train.csv").write_text("path,label\n" + "".join(f"{p.resolve()},video\n" for p in videos))
+        write_listing(videos, root)
         cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), data,
                               {"batch_size": min(4, len(videos)), "sampling": SAMPLINGS["dense32x2"]})
         dataset = VideoDataset(root, "train", cfg, train=True)
-        return bench_loader(dataset, cfg, LOADER_WORKERS, epochs=2)
+        rows = bench_loader(dataset, cfg, LOADER_WORKERS, epochs=2)
+    return [{"workers": row["workers"], "clips_per_s": row["clips_per_s"]} for row in rows]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

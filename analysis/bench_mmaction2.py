@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from analysis.bench_decode import write_listing
 from errors import UserError
 from video.config import DataConfig
 from video.dataset import VideoDataset
@@ -68,12 +69,6 @@ def our_pipeline(root: Path, data: DataConfig, backend: str, sampling: str) -> V
         "transforms": {"train_scale": [SHORT_SIDE, SHORT_SIDE], "crop_size": CROP, "test_scale": SHORT_SIDE,
                        "random_resized_crop": False, "flip": True}})
     return VideoDataset(root, "train", cfg, train=True)
-
-
-def write_listing(videos: Sequence[Path], root: Path) -> None:
-    """A one-class dataset folder at `root` whose train split lists `videos` in place."""
-    (root / "labels.txt").write_text("video\n")
-    (root / "train.csv").write_text("path,label\n" + "".join(f"{p.resolve()},video\n" for p in videos))
 
 
 def _readable_by_mmaction2(read: Callable[[str], np.ndarray], videos: Sequence[Path]) -> Dict[str, str]:
