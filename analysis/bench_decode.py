@@ -9,7 +9,8 @@ clip), and the same frame indices are read by the bare decoder right after:
 The pipeline asks the decoder for frames no larger than the transform needs (the colour conversion
 scales them), which is where it can beat the bare call; the bare call converts at full resolution.
 `ratio` is the pipeline's frames/s over the bare decoder's. The untimed pass that checks every file
-also warms the file cache. A loader run (dense 32x2, `data.backend`, batches of up to 4) adds clips/s for
+also warms the file cache. `open_ms` is the mean cost of opening a video (what a cached packet index
+could save at most). A loader run (dense 32x2, `data.backend`, batches of up to 4) adds clips/s for
 0, 1 and 2 workers.
 """
 from __future__ import annotations
@@ -108,6 +109,15 @@ def via_pyav_files(videos: List[Path]) -> List[Path]:
     return forward
 
 
+def open_milliseconds(videos: List[Path], backend: str, short_side: Optional[int], repeats: int) -> float:
+    """Mean time to open and close a video (container, index or probe: no frame decoded), in ms."""
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for path in videos:
+            open_video(path, backend, short_side=short_side).close()
+    return round(1000 * (time.perf_counter() - started) / (repeats * len(videos)), 2)
+
+
 def bench_case(videos: List[Path], data: DataConfig, backend: str, sampling: str, repeats: int,
                bar: tqdm, apart: Sequence[Path] = ()) -> Tuple[Dict, Optional[float]]:
     """One results row (pipeline and bare-decoder throughput on the same indices), and the ratio
@@ -170,6 +180,8 @@ def run_command(args: argparse.Namespace, cfg) -> int:
         cased = {case: bench_case(videos, cfg.data, *case, args.repeats, bar,
                                   apart=forward if case[0] == "decord" else ()) for case in cases}
     results = [row for row, _ in cased.values()]
+    short_side = build_train_transform(cfg.data.transforms, num_classes=1).source_short_side
+    opens = {backend: open_milliseconds(videos, backend, short_side, args.repeats) for backend in REFERENCES}
     loader = bench_loader_on(videos, cfg.data)
     print(f"{len(videos)} videos, crop {cfg.data.transforms.crop_size} from short side "
           f"{list(cfg.data.transforms.train_scale)}, {args.repeats} passes")
@@ -182,9 +194,11 @@ def run_command(args: argparse.Namespace, cfg) -> int:
         print(f"the decord backend hands {len(forward)} of {len(videos)} files (AVI with B-frames) to PyAV, "
               f"where decord's seeking returns wrong frames and the bare call is not a like-for-like baseline; "
               f"decord ratio on the other {len(videos) - len(forward)}: {ratios}")
+    print("open (container and index or probe, no frame decoded), ms per video: "
+          + ", ".join(f"{backend} {ms}" for backend, ms in opens.items()))
     for row in loader:
         print(f"loader ({cfg.data.backend}, dense32x2), {row['workers']} workers: {row['clips_per_s']:.1f} clips/s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "loader": loader}, indent=2))
+        args.json.write_text(json.dumps({"results": results, "loader": loader, "open_ms": opens}, indent=2))
     return 0

@@ -32,7 +32,8 @@ def test_bench_decode_writes_the_documented_json(videos, tmp_path, capsys):
                      "data.transforms.train_scale=[32,40]", "data.transforms.crop_size=32",
                      "data.transforms.test_scale=32"]) == 0
     result = json.loads(out.read_text())
-    assert sorted(result) == ["loader", "results"]
+    assert sorted(result) == ["loader", "open_ms", "results"]
+    assert sorted(result["open_ms"]) == ["decord", "pyav"] and min(result["open_ms"].values()) > 0
     assert {(row["backend"], row["sampling"]) for row in result["results"]} == {
         (b, s) for b in ("pyav", "decord") for s in ("tsn8", "dense32x2")}
     for row in result["results"]:

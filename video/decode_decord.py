@@ -19,7 +19,8 @@ class DecordReader(VideoReader):
     20 on the shared 1080p AVI). Those files, found with a cheap PyAV probe of AVI files only, are
     read by the PyAV reader instead (`via_pyav`), which seeks in them exactly and returns the same
     frames as a decode from the start (earlier versions read them with decord from frame 0 on every
-    call, 1.5-2x slower). With `short_side`, the probe gives the size decord is asked to scale to.
+    call, converting every frame on the way). With `short_side`, the probe gives the size decord is
+    asked to scale to.
     """
 
     # decord 0.6.0 returns 4-channel frames at these output widths and then fails to copy them
