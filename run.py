@@ -26,6 +26,7 @@ COMMANDS = {
     ("bench", "decode"): ("analysis.bench_decode", "decode throughput per backend vs a bare decoder"),
     ("bench", "loader"): ("analysis.bench_loader", "loader clips/s against the number of workers"),
     ("bench", "mmaction2"): ("commands.bench_mmaction2", "our training pipeline's clips/s vs mmaction2's (optional)"),
+    ("bench", "encodings"): ("commands.bench_encodings", "pipeline clips/s and size of videos encoded several ways"),
     ("bench", "model"): ("analysis.bench_model", "model clips/s and memory, fused vs reference non-local"),
     ("demo",): ("engine.demo", "the end-to-end run behind `make demo`"),
 }

@@ -164,9 +164,14 @@ def bench_loader_on(videos: List[Path], data: DataConfig) -> List[Dict]:
     return [{"workers": row["workers"], "clips_per_s": row["clips_per_s"]} for row in rows]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_video_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--videos DIR` and `--json FILE`, what every bench over a folder of videos takes."""
     parser.add_argument("--videos", required=True, type=Path, help="folder of videos to read")
     parser.add_argument("--json", type=Path, help="write the results here")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_video_bench_arguments(parser)
     parser.add_argument("--repeats", type=int, default=2, help="timed passes over the videos per case")
 
 

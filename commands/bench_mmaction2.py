@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis.bench_decode import find_videos
+from analysis.bench_decode import add_video_bench_arguments, find_videos
 from analysis.bench_mmaction2 import CELLS, compare, require_mmaction2
 from errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--videos", required=True, type=Path, help="folder of videos to read")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_video_bench_arguments(parser)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timed passes over the videos")
 
 
