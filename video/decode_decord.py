@@ -1,7 +1,9 @@
 """The decord backend; a cheap PyAV probe finds the AVI files whose seeking decord gets wrong (read by PyAV)."""
 from __future__ import annotations
 
+import os
 import re
+from functools import lru_cache
 from typing import Optional, Tuple
 
 import numpy as np
@@ -86,9 +88,13 @@ class DecordReader(VideoReader):
         self._reader = None
 
 
-def _probe_for_decord(path: str, need_size: bool) -> Tuple[Optional[Tuple[int, int]], bool]:
-    """(height, width) when asked for or when probing anyway, and whether the file is an AVI with
-    B-frames. Opens PyAV only for AVI files or when the size is needed."""
+Probe = Tuple[Optional[Tuple[int, int]], bool]
+PROBES_KEPT = 1 << 18  # per process; a probe is a few numbers, so even Kinetics fits
+
+
+@lru_cache(maxsize=PROBES_KEPT)
+def _cached_probe(path: str, size: int, modified_ns: int, need_size: bool) -> Probe:
+    """The probe of one version of a file (size and mtime in the key: a rewritten file is probed anew)."""
     with open(path, "rb") as file:
         head = file.read(12)
     is_avi = head[:4] == b"RIFF" and head[8:12] == b"AVI "
@@ -98,6 +104,14 @@ def _probe_for_decord(path: str, need_size: bool) -> Tuple[Optional[Tuple[int, i
     with container:
         context = stream.codec_context
         return (context.height, context.width), bool(is_avi and context.has_b_frames)
+
+
+def _probe_for_decord(path: str, need_size: bool) -> Probe:
+    """(height, width) when asked for or when probing anyway, and whether the file is an AVI with
+    B-frames. Opens PyAV only for AVI files or when the size is needed, once per file and process
+    (a loader worker sees the same videos every epoch: decord's open is then the only one)."""
+    status = os.stat(path)
+    return _cached_probe(path, status.st_size, status.st_mtime_ns, need_size)
 
 
 def _decord_reason(exc: BaseException) -> str:
