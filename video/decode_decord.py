@@ -11,6 +11,7 @@ import numpy as np
 from video.decode_base import VideoReader, first_line, output_size, register_backend
 from video.decode_pyav import PyAVReader, open_container
 
+
 @register_backend("decord")
 class DecordReader(VideoReader):
     """decord reader; decord builds its own frame index at open and seeks to keyframes itself.

@@ -141,7 +141,7 @@ class PyAVReader(VideoReader):
             self._last = (ordinal, frame)
             if ordinal >= target:
                 if ordinal > target and self._exact_pts and not retried:
-                    # skipped when an earlier call read ahead: decode it again, wanted this time
+                    # skipped while an earlier call, wanting later frames, read ahead: decode it again, wanted now
                     return self._advance_to(target, retried=True, force_seek=True)
                 return frame
         self._frames = iter(())
