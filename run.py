@@ -18,6 +18,7 @@ from errors import UserError
 COMMANDS = {
     ("prep", "synthetic"): ("commands.prep_synthetic", "write the built-in synthetic dataset"),
     ("prep", "kinetics"): ("commands.prep_kinetics", "build a Kinetics subset from a CSV and a video folder"),
+    ("prep", "merge"): ("commands.prep_merge", "join the folders of `prep kinetics --shard i/N` runs into one"),
     ("train",): ("commands.train", "train (alone or under torchrun)"),
     ("test",): ("commands.test", "multi-view test of checkpoint=PATH, writes test_results.json"),
     ("convert",): ("commands.convert", "a published checkpoint (mmaction2, torchvision) into ours"),
@@ -27,6 +28,8 @@ COMMANDS = {
     ("sizes",): ("commands.sizes", "params and GMACs of the R50 model configs beside mmaction2's"),
     ("bench", "decode"): ("commands.bench_decode", "decode throughput per backend vs a bare decoder"),
     ("bench", "loader"): ("commands.bench_loader", "loader clips/s against the number of workers"),
+    ("bench", "mmaction2"): ("commands.bench_mmaction2", "our training pipeline's clips/s vs mmaction2's (optional)"),
+    ("bench", "encodings"): ("commands.bench_encodings", "pipeline clips/s and size of videos encoded several ways"),
     ("bench", "model"): ("commands.bench_model", "model clips/s and memory, fused vs reference non-local"),
     ("demo",): ("commands.demo", "the end-to-end run behind `make demo`"),
 }

@@ -9,7 +9,8 @@ clip), and the same frame indices are read by the bare decoder right after:
 The pipeline asks the decoder for frames no larger than the transform needs (the colour conversion
 scales them), which is where it can beat the bare call; the bare call converts at full resolution.
 `ratio` is the pipeline's frames/s over the bare decoder's. The untimed pass that checks every file
-also warms the file cache. A loader run (dense 32x2, `data.backend`, batches of up to 4) adds clips/s for
+also warms the file cache. `open_ms` is the mean cost of opening a video (what a cached packet index
+could save at most). A loader run (dense 32x2, `data.backend`, batches of up to 4) adds clips/s for
 0, 1 and 2 workers.
 """
 from __future__ import annotations
@@ -76,6 +77,12 @@ def find_videos(folder: Path) -> List[Path]:
     return videos
 
 
+def write_listing(videos: Sequence[Path], root: Path) -> None:
+    """A one-class dataset folder at `root` whose train split lists `videos` in place."""
+    (root / "labels.txt").write_text("video\n")
+    (root / "train.csv").write_text("path,label\n" + "".join(f"{p.resolve()},video\n" for p in videos))
+
+
 def decodable_videos(videos: List[Path]) -> List[Path]:
     """The videos both backends open; reports the others."""
     good = []
@@ -90,14 +97,23 @@ def decodable_videos(videos: List[Path]) -> List[Path]:
     return good
 
 
-def forward_only_files(videos: List[Path]) -> List[Path]:
-    """Files the decord backend reads forward from the start (AVI with B-frames: see DecordReader)."""
+def via_pyav_files(videos: List[Path]) -> List[Path]:
+    """Files the decord backend hands to the PyAV reader (AVI with B-frames: see DecordReader)."""
     forward = []
     for path in videos:
         with open_video(path, "decord") as reader:
-            if reader.forward_only:
+            if reader.via_pyav:
                 forward.append(path)
     return forward
+
+
+def open_milliseconds(videos: List[Path], backend: str, short_side: Optional[int], repeats: int) -> float:
+    """Mean time to open and close a video (container, index or probe: no frame decoded), in ms."""
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for path in videos:
+            open_video(path, backend, short_side=short_side).close()
+    return round(1000 * (time.perf_counter() - started) / (repeats * len(videos)), 2)
 
 
 def bench_case(videos: List[Path], data: DataConfig, backend: str, sampling: str, repeats: int,
@@ -138,9 +154,9 @@ def bench_loader_on(videos: List[Path], data: DataConfig) -> List[Dict]:
     """Loader rows on a temporary one-class dataset folder listing the videos in place."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        (root / "labels.txt").write_text("video\n")
-        (root / "train.csv").write_text("path,label\n" + "".join(f"{p.resolve()},video\n" for p in videos))
+        write_listing(videos, root)
         cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), data,
                               {"batch_size": min(4, len(videos)), "sampling": SAMPLINGS["dense32x2"]})
         dataset = VideoDataset(root, "train", cfg, train=True)
-        return bench_loader(dataset, cfg, LOADER_WORKERS, epochs=2)
+        rows = bench_loader(dataset, cfg, LOADER_WORKERS, epochs=2)
+    return [{"workers": row["workers"], "clips_per_s": row["clips_per_s"]} for row in rows]

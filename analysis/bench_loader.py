@@ -1,12 +1,14 @@
-"""`run.py bench loader`: training-loader clips/s against the number of worker processes.
+"""`run.py bench loader`: training-loader clips/s against worker processes and decoder threads.
 
-Reads the training split of `data.root` with the `data.*` settings. Each worker count gets a fresh
-loader with persistent workers; one warm-up epoch starts the workers, the next `--epochs` are timed.
+Reads the training split of `data.root` with the `data.*` settings. Each (workers, decoder threads)
+pair gets a fresh loader with persistent workers; one warm-up epoch starts the workers, the next
+`--epochs` are timed. Workers and decoder threads compete for the same cores: the grid shows which
+split of them pays on this machine.
 """
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from omegaconf import OmegaConf
 from tqdm import tqdm
@@ -18,10 +20,14 @@ from video.loader import build_loader
 
 
 def loader_clips_per_second(dataset: VideoDataset, cfg: DataConfig, workers: int, epochs: int,
-                            progress: bool = True) -> float:
-    """Steady-state clips/s of a training loader with `workers` processes (after a warm-up epoch)."""
+                            progress: bool = True, threads: Optional[int] = None) -> float:
+    """Steady-state clips/s of a training loader with `workers` processes (after a warm-up epoch),
+    decoding with `threads` decoder threads each (default `data.decode_threads`)."""
     settings = OmegaConf.merge(OmegaConf.structured(DataConfig), cfg, {"num_workers": workers,
                                                                        "persistent_workers": True})
+    if threads is not None:
+        settings.decode_threads = threads
+    dataset.cfg = settings  # the dataset decodes with the loader's settings
     loader = build_loader(dataset, settings, train=True, seed=0)
     if len(loader) == 0:
         raise UserError(f"{len(dataset)} videos make no batch of data.batch_size={settings.batch_size}")
@@ -38,7 +44,13 @@ def loader_clips_per_second(dataset: VideoDataset, cfg: DataConfig, workers: int
     return clips / (time.perf_counter() - started)
 
 
-def bench_loader(dataset: VideoDataset, cfg: DataConfig, workers: Sequence[int], epochs: int) -> List[Dict]:
-    """Rows `{"workers", "clips_per_s"}`, one per worker count."""
-    return [{"workers": count, "clips_per_s": round(loader_clips_per_second(dataset, cfg, count, epochs), 2)}
-            for count in workers]
+def bench_loader(dataset: VideoDataset, cfg: DataConfig, workers: Sequence[int], epochs: int,
+                 threads: Sequence[Optional[int]] = (None,)) -> List[Dict]:
+    """Rows `{"workers", "decode_threads", "clips_per_s"}`, one per worker count and thread count."""
+    rows = []
+    for count in workers:
+        for thread_count in threads:
+            rate = loader_clips_per_second(dataset, cfg, count, epochs, threads=thread_count)
+            rows.append({"workers": count, "decode_threads": cfg.decode_threads if thread_count is None else thread_count,
+                         "clips_per_s": round(rate, 2)})
+    return rows

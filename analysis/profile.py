@@ -64,7 +64,7 @@ def measure_case(model_cfg: ModelConfig, sweep: ProfileConfig, case: ProfileCase
     return {
         "placement": case.placement, "frames": case.frames, "size": case.size, "batch": case.batch,
         "implementation": case.implementation or "-", "subsample": case.subsample,
-        # per clip, in multiply-adds as mmaction2 and models.sizes count "FLOPs"
+        # per clip, in multiply-adds as mmaction2 and analysis.sizes count "FLOPs"
         "params": params, "gflops": macs / case.batch / 1e9,
         "activation_bytes": measured, "predicted_activation_bytes": prediction.activation_bytes,
         "prediction_error": prediction.activation_bytes / measured - 1,

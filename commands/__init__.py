@@ -1,0 +1,1 @@
+"""The command layer: the glue of each `run.py` command (arguments, config, printing) over library code."""

@@ -7,15 +7,21 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis.bench_decode import (REFERENCES, SAMPLINGS, decodable_videos, bench_case, bench_loader_on, find_videos,
-                                   forward_only_files)
+from analysis.bench_decode import (REFERENCES, SAMPLINGS, bench_case, bench_loader_on, decodable_videos, find_videos,
+                                   open_milliseconds, via_pyav_files)
 from commands.config import Config
 from errors import UserError
+from video.transforms import build_train_transform
+
+
+def add_video_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--videos DIR` and `--json FILE`, what every bench over a folder of videos takes."""
+    parser.add_argument("--videos", required=True, type=Path, help="folder of videos to read")
+    parser.add_argument("--json", type=Path, help="write the results here")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--videos", required=True, type=Path, help="folder of videos to read")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_video_bench_arguments(parser)
     parser.add_argument("--repeats", type=int, default=2, help="timed passes over the videos per case")
 
 
@@ -23,12 +29,14 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
     if args.repeats < 1:
         raise UserError(f"--repeats={args.repeats} must be at least 1")
     videos = decodable_videos(find_videos(args.videos))  # also the untimed pass that warms the file cache
-    forward = forward_only_files(videos)
+    forward = via_pyav_files(videos)
     cases = [(backend, sampling) for backend in REFERENCES for sampling in SAMPLINGS]
     with tqdm(total=len(cases) * len(videos) * args.repeats, desc="decode bench", unit="clip") as bar:
         cased = {case: bench_case(videos, cfg.data, *case, args.repeats, bar,
                                   apart=forward if case[0] == "decord" else ()) for case in cases}
     results = [row for row, _ in cased.values()]
+    short_side = build_train_transform(cfg.data.transforms, num_classes=1).source_short_side
+    opens = {backend: open_milliseconds(videos, backend, short_side, args.repeats) for backend in REFERENCES}
     loader = bench_loader_on(videos, cfg.data)
     print(f"{len(videos)} videos, crop {cfg.data.transforms.crop_size} from short side "
           f"{list(cfg.data.transforms.train_scale)}, {args.repeats} passes")
@@ -38,12 +46,14 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
               f"{row['reference_frames_per_s']:14.0f} {row['ratio']:6.3f}")
     if forward:
         ratios = ", ".join(f"{s} {cased['decord', s][1]}" for s in SAMPLINGS)
-        print(f"decord reads {len(forward)} of {len(videos)} files (AVI with B-frames) forward from frame 0, "
-              f"where its seeking returns wrong frames and the bare call is not a like-for-like baseline; "
+        print(f"the decord backend hands {len(forward)} of {len(videos)} files (AVI with B-frames) to PyAV, "
+              f"where decord's seeking returns wrong frames and the bare call is not a like-for-like baseline; "
               f"decord ratio on the other {len(videos) - len(forward)}: {ratios}")
+    print("open (container and index or probe, no frame decoded), ms per video: "
+          + ", ".join(f"{backend} {ms}" for backend, ms in opens.items()))
     for row in loader:
         print(f"loader ({cfg.data.backend}, dense32x2), {row['workers']} workers: {row['clips_per_s']:.1f} clips/s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "loader": loader}, indent=2))
+        args.json.write_text(json.dumps({"results": results, "loader": loader, "open_ms": opens}, indent=2))
     return 0

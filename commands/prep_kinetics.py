@@ -1,11 +1,12 @@
-"""`run.py prep kinetics`: a Kinetics subset from a CSV (or `path label` list) and a video folder."""
+"""`run.py prep kinetics`: a Kinetics subset from a CSV (or `path label` list) and a video folder;
+`--shard i/N` processes one of N parts (join them with `prep merge`)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from commands.config import Config
-from data_prep.kinetics import Options, choose, prepare, read_annotations
+from data_prep.kinetics import Options, choose, parse_shard, prepare, read_annotations, take_shard
 from errors import UserError
 
 
@@ -22,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "(default prep.kinetics.short_side)")
     parser.add_argument("--workers", type=int, help="parallel conversions (default prep.kinetics.workers)")
     parser.add_argument("--split", default="train", help="split of the videos of a 'path label' list")
+    parser.add_argument("--shard", help="i/N: process only shard i of N of the chosen videos (join with prep merge)")
+
+
+def _pick(value, default):
+    return default if value is None else value
 
 
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
@@ -31,14 +37,13 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
         raise UserError(f"--short-side={options.short_side} must be >= 2 and prep.kinetics.keyframe_interval >= 1")
     entries = read_annotations(args.annotations, args.videos, args.split)
     labels, chosen = choose(entries, args.classes, args.class_list, _pick(args.per_class, settings.per_class))
-    report = prepare(chosen, labels, args.out, options, _pick(args.workers, settings.workers))
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard is not None:
+        chosen = take_shard(chosen, *shard)
+    report = prepare(chosen, labels, args.out, options, _pick(args.workers, settings.workers), shard=shard)
     summary = (f"{len(report['written'])} videos written, {len(report['skipped'])} skipped, "
                f"{len(report['missing'])} missing; report: {args.out / 'prep_report.json'}")
     if not report["written"]:
         raise UserError(f"no video was written ({summary})")
     print(summary)
     return 0
-
-
-def _pick(value, default):
-    return default if value is None else value

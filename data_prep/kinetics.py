@@ -8,6 +8,8 @@ Each chosen video is decoded (which verifies it), resized to `--short-side` (nev
 re-encoded to H.264 with a keyframe every `prep.kinetics.keyframe_interval` frames so that seeking is
 cheap; in parallel with `--workers`. Finished outputs are kept, so an interrupted run resumes.
 Writes `labels.txt`, `<split>.csv` and `prep_report.json` (written, skipped with reasons, missing ids).
+With `--shard i/N` only shard i of N of the chosen entries is processed (a fixed split by the hash of
+each entry's key, the same on every machine); `prep merge` joins the N folders into one.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import csv
 import json
 import os
 import re
+import zlib
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -135,6 +138,24 @@ def choose(entries: List[Entry], classes: int, class_list: Optional[Path], per_c
     return names, kept
 
 
+def parse_shard(text: str) -> Tuple[int, int]:
+    """`i/N` -> (i, N) with 0 <= i < N; `UserError` naming --shard otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not int(match[1]) < int(match[2]):
+        raise UserError(f"--shard={text}: expected i/N with 0 <= i < N, e.g. 0/8")
+    return int(match[1]), int(match[2])
+
+
+def shard_of(entry: Entry, count: int) -> int:
+    """The shard an entry belongs to: a hash of its key, so every machine splits alike in any order."""
+    return zlib.crc32(f"{entry.split}/{entry.key}".encode()) % count
+
+
+def take_shard(entries: List[Entry], index: int, count: int) -> List[Entry]:
+    """The entries of shard `index` of `count` (disjoint shards that together hold every entry)."""
+    return [entry for entry in entries if shard_of(entry, count) == index]
+
+
 # ---- converting one video (runs in worker processes) ----
 
 def output_path(entry: Entry) -> Path:
@@ -202,8 +223,9 @@ def _convert_job(job: Tuple[Entry, str, Options]) -> Tuple[Entry, Optional[str]]
 # ---- the whole run ----
 
 def prepare(entries: List[Entry], labels: List[str], out: Path, options: Options, workers: int,
-            progress: bool = True) -> Dict:
-    """Convert every found entry (skipping finished outputs) and write lists, labels and the report."""
+            progress: bool = True, shard: Optional[Tuple[int, int]] = None) -> Dict:
+    """Convert every found entry (skipping finished outputs) and write lists, labels and the report;
+    `shard` (i, N) is recorded in the report for `prep merge`."""
     out.mkdir(parents=True, exist_ok=True)
     labels_file = out / "labels.txt"
     if labels_file.is_file() and read_labels(out) != labels:
@@ -236,5 +258,7 @@ def prepare(entries: List[Entry], labels: List[str], out: Path, options: Options
         "skipped": [{"source": str(entry.source), "reason": reason} for entry, reason in reasons.items() if reason],
         "missing": [entry.key for entry in entries if entry.source is None],
     }
+    if shard is not None:
+        report["shard"] = {"index": shard[0], "count": shard[1]}
     (out / "prep_report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -32,7 +32,8 @@ def test_bench_decode_writes_the_documented_json(videos, tmp_path, capsys):
                      "data.transforms.train_scale=[32,40]", "data.transforms.crop_size=32",
                      "data.transforms.test_scale=32"]) == 0
     result = json.loads(out.read_text())
-    assert sorted(result) == ["loader", "results"]
+    assert sorted(result) == ["loader", "open_ms", "results"]
+    assert sorted(result["open_ms"]) == ["decord", "pyav"] and min(result["open_ms"].values()) > 0
     assert {(row["backend"], row["sampling"]) for row in result["results"]} == {
         (b, s) for b in ("pyav", "decord") for s in ("tsn8", "dense32x2")}
     for row in result["results"]:
@@ -60,7 +61,8 @@ def test_bench_loader_prints_one_line_per_worker_count(tmp_path, capsys):
         rows.append(f"v{number}.mp4,{'ab'[number % 2]}\n")
     (tmp_path / "train.csv").write_text("path,label\n" + "".join(rows))
     assert run.main(["bench", "loader", f"data.root={tmp_path}", "data.batch_size=2", "--workers", "0", "2",
-                     "--epochs", "1"]) == 0
+                     "--threads", "1", "2", "--epochs", "1"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "clips/s" in line]
-    assert [line.split(":")[0].strip() for line in lines] == ["workers 0", "workers 2"]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        f"workers {w}, decoder threads {t}" for w in (0, 2) for t in (1, 2)]
     assert all(float(line.split(":")[1].split()[0]) > 0 for line in lines)
