@@ -7,9 +7,11 @@ which tells the user when decoding, not the model, is the bottleneck.
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Protocol
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from tqdm import tqdm
 
@@ -24,11 +26,19 @@ class Sink(Protocol):
 
 
 class JsonlSink:
-    """One JSON object per line; a resumed run appends to the file, a new run starts it afresh."""
+    """One JSON object per line. A new run starts the file afresh; a run resumed after step S first drops
+    the records of steps after S (logged by the interrupted run after its last checkpoint), so no step
+    appears twice."""
 
-    def __init__(self, path: Path, append: bool) -> None:
+    def __init__(self, path: Path, resume_step: Optional[int] = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(path, "a" if append else "w", encoding="utf-8")
+        if resume_step is not None and path.is_file():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if _record_step(line) <= resume_step]
+            partial = path.with_name(f".{path.name}.tmp")
+            partial.write_text("".join(kept), encoding="utf-8")
+            os.replace(partial, path)
+        self.handle = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
 
     def log(self, record: Dict[str, Any], step: int) -> None:
         self.handle.write(json.dumps({"step": step, **record}) + "\n")
@@ -41,15 +51,34 @@ class JsonlSink:
         self.handle.close()
 
 
-class WandbSink:
-    """A wandb run in `run_dir/wandb` (mode offline|online), holding the config, metrics and images."""
+def _record_step(line: str) -> float:
+    """The step of one metrics.jsonl line; a torn last line (a killed writer) counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
-    def __init__(self, cfg: Config, config_dict: Dict[str, Any], run_dir: Path) -> None:
+
+class WandbSink:
+    """A wandb run in `run_dir/wandb` (mode offline|online), holding the config, metrics and images.
+
+    The run's id is kept in `run_dir/wandb_run_id`; a resumed training run continues that wandb run."""
+
+    ID_FILE = "wandb_run_id"
+
+    def __init__(self, cfg: Config, config_dict: Dict[str, Any], run_dir: Path,
+                 resume_step: Optional[int] = None) -> None:
         import wandb
 
         self.wandb = wandb
+        id_file = run_dir / self.ID_FILE
+        resuming = resume_step is not None and id_file.is_file()
+        run_id = id_file.read_text().strip() if resuming else uuid.uuid4().hex[:8]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run_id + "\n")
         self.run = wandb.init(project=cfg.logger.wandb.project, name=cfg.run.name, dir=str(run_dir),
-                              mode=cfg.logger.wandb.mode, config=config_dict,
+                              mode=cfg.logger.wandb.mode, config=config_dict, id=run_id,
+                              resume="allow" if resuming else None,
                               settings=wandb.Settings(silent=True, console="off"))
 
     def log(self, record: Dict[str, Any], step: int) -> None:
@@ -87,20 +116,20 @@ class TensorBoardSink:
         self.writer.close()
 
 
-def _jsonl(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink:
-    return JsonlSink(run_dir / "metrics.jsonl", append)
+def _jsonl(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, resume_step: Optional[int]) -> Sink:
+    return JsonlSink(run_dir / "metrics.jsonl", resume_step)
 
 
-def _wandb(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
-    return WandbSink(cfg, config_dict, run_dir) if cfg.logger.wandb.mode != "disabled" else None
+def _wandb(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, resume_step: Optional[int]) -> Sink | None:
+    return WandbSink(cfg, config_dict, run_dir, resume_step) if cfg.logger.wandb.mode != "disabled" else None
 
 
-def _tensorboard(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
+def _tensorboard(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, resume_step: Optional[int]) -> Sink | None:
     return TensorBoardSink(run_dir) if cfg.logger.tensorboard else None
 
 
 # each factory returns its sink, or None when the config leaves it off
-SINKS: Dict[str, Callable[[Config, Dict[str, Any], Path, bool], Sink | None]] = {
+SINKS: Dict[str, Callable[[Config, Dict[str, Any], Path, Optional[int]], Sink | None]] = {
     "jsonl": _jsonl,
     "wandb": _wandb,
     "tensorboard": _tensorboard,
@@ -127,13 +156,13 @@ class RunLogger:
 
 
 def build_run_logger(cfg: Config, config_dict: Dict[str, Any], run_dir: Path, is_main: bool,
-                     append: bool = False) -> RunLogger:
-    """The sinks the config enables, on rank 0 only (`append`: continue a resumed run's files)."""
+                     resume_step: Optional[int] = None) -> RunLogger:
+    """The sinks the config enables, on rank 0 only (`resume_step`: continue a run resumed after that step)."""
     if cfg.logger.wandb.mode not in ("offline", "online", "disabled"):
         raise UserError(f"logger.wandb.mode={cfg.logger.wandb.mode!r}: expected offline, online or disabled")
     if not is_main:
         return RunLogger([])
-    sinks = [make(cfg, config_dict, run_dir, append) for make in SINKS.values()]
+    sinks = [make(cfg, config_dict, run_dir, resume_step) for make in SINKS.values()]
     return RunLogger([sink for sink in sinks if sink is not None])
 
 
