@@ -25,6 +25,7 @@ COMMANDS = {
     ("bench", "decode"): ("analysis.bench_decode", "decode throughput per backend vs a bare decoder"),
     ("bench", "loader"): ("analysis.bench_loader", "loader clips/s against the number of workers"),
     ("bench", "model"): ("analysis.bench_model", "model clips/s and memory, fused vs reference non-local"),
+    ("bench", "recovery"): ("commands.bench_recovery", "SIGKILL a torchrun rank N times: recovered/N"),
     ("demo",): ("engine.demo", "the end-to-end run behind `make demo`"),
 }
 
@@ -52,6 +53,7 @@ def _split_command(argv: Sequence[str]) -> tuple[tuple[str, ...], List[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # each line reaches a redirected log file (`> train.log`) at once
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

@@ -7,9 +7,12 @@ which tells the user when decoding, not the model, is the bottleneck.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
@@ -188,24 +191,52 @@ class ThroughputMeter:
 
 
 class ProgressBar:
-    """A tqdm bar over optimizer steps showing loss, LR, clips/s and data-wait share (rank 0 only)."""
+    """Progress over optimizer steps with loss, LR, clips/s and data-wait share (rank 0 only): a tqdm bar
+    on a terminal; redirected to a file (`> train.log`), one plain line per log window, flushed at once."""
 
     def __init__(self, total: int, initial: int, is_main: bool, show_bar: bool = True) -> None:
-        self.is_main = is_main
-        self.bar = tqdm(total=total, initial=initial, disable=not (is_main and show_bar),
-                        dynamic_ncols=True, mininterval=1.0, unit="step")
+        self.is_main, self.total, self.done = is_main, total, initial
+        self.live = is_main and show_bar and sys.stderr.isatty()
+        self.lines = is_main and show_bar and not self.live
+        self.bar = tqdm(total=total, initial=initial, disable=not self.live, dynamic_ncols=True, mininterval=1.0,
+                        unit="step")
 
     def update(self, steps: int, stats: Dict[str, float] | None = None) -> None:
         self.bar.update(steps)
-        if stats is not None:
-            self.bar.set_postfix({"loss": f"{stats['loss']:.3f}", "lr": f"{stats['lr']:.2e}",
-                                  "clips/s": f"{stats['clips_per_s']:.1f}",
-                                  "data": f"{100 * stats['data_wait']:.0f}%"}, refresh=False)
+        self.done += steps
+        if stats is None:
+            return
+        fields = {"loss": f"{stats['loss']:.3f}", "lr": f"{stats['lr']:.2e}", "clips/s": f"{stats['clips_per_s']:.1f}",
+                  "data": f"{100 * stats['data_wait']:.0f}%"}
+        self.bar.set_postfix(fields, refresh=False)
+        if self.lines:
+            print(f"step {self.done}/{self.total}  " + "  ".join(f"{k} {v}" for k, v in fields.items()), flush=True)
 
     def write(self, line: str) -> None:
-        """Print a line above the bar (rank 0 only)."""
+        """Print a line above the bar (rank 0 only), flushed."""
         if self.is_main:
             tqdm.write(line)
+            sys.stdout.flush()
 
     def close(self) -> None:
         self.bar.close()
+
+
+def tag_warnings(rank: int) -> None:
+    """Prefix `[rank R]` to the Python warnings and log records this process prints, so a warning of any
+    rank of a torchrun job says where it came from."""
+    show = warnings.showwarning
+
+    def show_tagged(message, category, filename, lineno, file=None, line=None):
+        show(f"[rank {rank}] {message}", category, filename, lineno, file, line)
+
+    warnings.showwarning = show_tagged
+    make_record = logging.getLogRecordFactory()
+
+    def tagged_record(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        if isinstance(record.msg, str):
+            record.msg = f"[rank {rank}] {record.msg}"
+        return record
+
+    logging.setLogRecordFactory(tagged_record)

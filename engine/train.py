@@ -32,7 +32,7 @@ from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum,
                                 broadcast_buffers, init_distributed, shutdown)
 from engine.evaluate import Evaluation, predict
 from engine.inputs import model_input
-from engine.logging import ProgressBar, ThroughputMeter, build_run_logger
+from engine.logging import ProgressBar, ThroughputMeter, build_run_logger, tag_warnings
 from engine.metrics import WindowMeans, save_confusion_matrix
 from engine.optim import build_optimizer, build_scheduler
 from engine.preemption import StopRequest, resume_hint
@@ -370,6 +370,8 @@ def train(cfg: Config) -> Dict[str, Any]:
     """Join the torchrun job (if any), train, and leave the process group; SIGTERM / SIGUSR1 stop the
     run cleanly after the step in flight (`stopped` in the result holds the line that says so)."""
     ctx = init_distributed(cfg.trainer.device)
+    if ctx.distributed:
+        tag_warnings(ctx.rank)
     try:
         with StopRequest() as stop:
             return Trainer(cfg, ctx, stop).fit()

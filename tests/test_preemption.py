@@ -1,10 +1,13 @@
 """Preemption and recovery on real processes: SIGTERM / SIGUSR1 stop a run cleanly after the step in
 flight with last.pt there, SIGKILL of one torchrun rank is recovered by `--max-restarts`, and each
 resumed run ends with the uninterrupted run's weights; a changed world size resumes at the same
-global sample position or is refused in one line."""
+global sample position or is refused in one line; logs can be followed in a redirected file."""
+import os
 import re
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,31 @@ def test_changed_world_size_resumes_at_the_global_position_or_is_refused(data, d
     assert refused.returncode == 2 and refused.stderr.startswith("error:"), refused.stderr[-2000:]
     assert refused.stderr.strip().count("\n") == 0
     assert "2 ranks x data.batch_size=1" in refused.stderr and "1 ranks x data.batch_size=3" in refused.stderr
+
+
+def test_progress_lines_reach_a_redirected_log_file_as_they_happen(data, tmp_path):
+    """`run.py train ... > train.log`: step lines are in the file while the run is still going."""
+    out = tmp_path / "run"
+    args = [arg for arg in overrides(data) if arg != "trainer.progress_bar=false"]
+    with open(tmp_path / "train.log", "w") as log:
+        proc = subprocess.Popen(train_command([*args, f"run.output_dir={out}", "trainer.max_steps=200"]), cwd=ROOT,
+                                stdout=log, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        wait_for_step(out, 3, proc)
+        deadline = time.monotonic() + 30
+        while "step 3/200  loss" not in (tmp_path / "train.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before the check"
+        assert "step 3/200  loss" in (tmp_path / "train.log").read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_warnings_and_log_records_carry_the_rank():
+    """What every rank of a torchrun job calls after joining: its warnings and log records name it."""
+    code = ("import logging, warnings; from engine.logging import tag_warnings; tag_warnings(3); "
+            "warnings.warn('decoder hiccup'); logging.getLogger('video').warning('slow %s', 'disk')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "[rank 3] decoder hiccup" in proc.stderr and "[rank 3] slow disk" in proc.stderr
