@@ -52,6 +52,7 @@ class Progress:
     batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
     best_top1: float = -1.0
     skipped_videos: int = 0  # undecodable videos replaced so far, all ranks
+    truncated_videos: int = 0  # reads of truncated videos used with the frames they have, all ranks
 
 
 def ensure_synthetic_dataset(cfg: Config, ctx: DistContext) -> None:
@@ -117,6 +118,7 @@ class Trainer:
         self.window = WindowMeans()
         self.meter = ThroughputMeter()
         self.pending_failed: List[str] = []
+        self.pending_truncated: List[str] = []
 
     def _build_model(self) -> nn.Module:
         num_classes = self.cfg.model.num_classes or len(self.labels)
@@ -211,6 +213,7 @@ class Trainer:
             batch = next(batches)
             self.meter.waited(time.perf_counter() - started, len(batch["label"]))
             self.pending_failed.extend(batch["failed"])
+            self.pending_truncated.extend(batch["truncated"])
             inputs = model_input(batch["clip"], self.ctx.device, self.cfg.data, self.cfg.trainer.channels_last)
             labels = batch["label"].to(self.ctx.device, non_blocking=True)
             last_micro = micro == accumulate - 1
@@ -232,12 +235,18 @@ class Trainer:
 
     # ---- logging -----------------------------------------------------------------------------
     def _collect_failed(self) -> List[str]:
-        """Every rank's undecodable videos since the last call (collective); counted into progress."""
-        failed = [entry for rank_list in all_gather_objects(self.pending_failed, self.ctx) for entry in rank_list]
-        self.pending_failed = []
+        """Every rank's undecodable and truncated videos since the last call (collective); counted into
+        progress and reported; the undecodable ones are returned."""
+        gathered = all_gather_objects((self.pending_failed, self.pending_truncated), self.ctx)
+        failed = [entry for rank_failed, _ in gathered for entry in rank_failed]
+        truncated = [entry for _, rank_truncated in gathered for entry in rank_truncated]
+        self.pending_failed, self.pending_truncated = [], []
         self.progress.skipped_videos += len(failed)
+        self.progress.truncated_videos += len(truncated)
         for entry in failed:
             self.bar.write(f"skipped video (replaced by another sample): {entry}")
+        for entry in truncated:
+            self.bar.write(f"truncated video (used with the frames it has): {entry}")
         return failed
 
     def _log_window(self) -> None:
@@ -246,7 +255,8 @@ class Trainer:
         self.meter.reset()
         stats["lr"] = self.step_lr
         self._collect_failed()
-        record = {"epoch": self.progress.epoch, **stats, "skipped_videos": self.progress.skipped_videos}
+        record = {"epoch": self.progress.epoch, **stats, "skipped_videos": self.progress.skipped_videos,
+                  "truncated_videos": self.progress.truncated_videos}
         self.logger.log(record, self.progress.step)
         self.bar.update(0, stats)
 
@@ -266,7 +276,8 @@ class Trainer:
         """Validate (when due), report, and write last.pt / best.pt."""
         record: Dict[str, Any] = {"epoch": self.progress.epoch}
         failed = self._collect_failed()
-        record.update(skipped_videos=self.progress.skipped_videos, skipped_this_period=len(failed))
+        record.update(skipped_videos=self.progress.skipped_videos, skipped_this_period=len(failed),
+                      truncated_videos=self.progress.truncated_videos)
         best = False
         if evaluate:
             evaluation = self._evaluate()

@@ -75,6 +75,7 @@ def collate(items: List[Dict]) -> Dict:
         index=torch.tensor([item["index"] for item in items], dtype=torch.int64),
         valid=torch.tensor([item["valid"] for item in items], dtype=torch.bool),
         failed=[entry for item in items for entry in item["failed"]],
+        truncated=[entry for item in items for entry in item["truncated"]],
     )
 
 
