@@ -27,6 +27,7 @@ COMMANDS = {
     ("bench", "model"): ("analysis.bench_model", "model clips/s and memory, fused vs reference non-local"),
     ("bench", "recovery"): ("commands.bench_recovery", "SIGKILL a torchrun rank N times: recovered/N"),
     ("demo",): ("engine.demo", "the end-to-end run behind `make demo`"),
+    ("check",): ("commands.check", "decode every listed video as training would; report the bad ones"),
 }
 
 

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from errors import UserError
 from video.config import DataConfig
 from video.decode import VideoDecodeError
-from video.safe_read import guarded, read_clips
+from video.safe_read import ClipRead, guarded, read_clips
 from video.sampling import check_sampling, clip_length
 from video.transforms import build_test_transform, build_train_transform
 
@@ -113,10 +113,8 @@ class VideoDataset(Dataset):
         """A transformed clip; an undecodable video is replaced by a random other one, and counted."""
         failed: List[str] = []
         for _ in range(self.cfg.max_replacements + 1):
-            path, label = self.samples[index]
             try:
-                read = read_clips(path, self.cfg, rng, short_side=self.transform.source_short_side)
-                clip, label = guarded(path, lambda: self.transform(read.frames[0], label, rng))
+                clip, label, read = self.decode_train_clip(index, rng)
             except VideoDecodeError as exc:
                 failed.append(f"{exc.path}: {exc.reason}")
                 index = int(rng.integers(len(self.samples)))
@@ -125,6 +123,14 @@ class VideoDataset(Dataset):
                         truncated=[read.truncated] if read.truncated else [])
         raise UserError(f"{len(failed)} videos in a row could not be decoded (data.max_replacements="
                         f"{self.cfg.max_replacements}); the last: {failed[-1]}")
+
+    def decode_train_clip(self, index: int, rng: np.random.Generator) -> Tuple[torch.Tensor, int, ClipRead]:
+        """Video `index` as training sees it: (transformed clip (T, 3, h, w), label, what the read noticed);
+        a VideoDecodeError when no clip can be made of it."""
+        path, label = self.samples[index]
+        read = read_clips(path, self.cfg, rng, short_side=self.transform.source_short_side)
+        clip, label = guarded(path, lambda: self.transform(read.frames[0], label, rng))
+        return clip, label, read
 
     def _test_item(self, index: int) -> Dict:
         """All views of one video; an undecodable video gives a zero clip with `valid=False`."""

@@ -32,6 +32,10 @@ from video.sampling import sample_clips
 T = TypeVar("T")
 
 
+class TooShortError(VideoDecodeError):
+    """A truncated video whose decodable frames do not span a clip."""
+
+
 @dataclass
 class ClipRead:
     """The decoded clips of one video and what was noticed on the way."""
@@ -133,7 +137,7 @@ def read_clips(path: str, cfg: DataConfig, rng: Optional[np.random.Generator], c
         needed = clip_span(cfg.sampling)
         detail = f"truncated: the header lists {result['header_frames']} frames but only {result['num_frames']} decode"
         if result["num_frames"] < needed:
-            raise VideoDecodeError(path, f"{detail}, fewer than the {needed} a clip spans")
+            raise TooShortError(path, f"{detail}, fewer than the {needed} a clip spans")
         truncated = f"{path}: {detail}"
     indices, frames = result["indices"], result["frames"]
     frames = torch.from_numpy(frames).view(*indices.shape, *frames.shape[1:]).permute(0, 1, 4, 2, 3)
@@ -154,7 +158,7 @@ def _die_with_parent() -> None:
 
 
 def _child(write_end: int, work: Callable[[], Any]) -> None:
-    """Run `work` and send back ("ok", result) or ("error", reason); never returns."""
+    """Run `work` and send back ("ok", result) or ("error", VideoDecodeError); never returns."""
     try:
         _die_with_parent()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE):
@@ -162,9 +166,9 @@ def _child(write_end: int, work: Callable[[], Any]) -> None:
         try:
             payload = ("ok", work())
         except VideoDecodeError as exc:
-            payload = ("error", exc.reason)
+            payload = ("error", exc)
         except BaseException as exc:
-            payload = ("error", describe(exc))
+            payload = ("error", VideoDecodeError("", describe(exc)))
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         view = memoryview(data)
         while view:
@@ -216,5 +220,5 @@ def run_with_time_limit(path: str, seconds: float, work: Callable[[], T]) -> T:
         raise VideoDecodeError(path, _exit_reason(status))
     kind, value = pickle.loads(data)
     if kind == "error":
-        raise VideoDecodeError(path, value)
+        raise type(value)(path, value.reason)
     return value
