@@ -31,6 +31,8 @@ COMMANDS = {
     ("bench", "mmaction2"): ("commands.bench_mmaction2", "our training pipeline's clips/s vs mmaction2's (optional)"),
     ("bench", "encodings"): ("commands.bench_encodings", "pipeline clips/s and size of videos encoded several ways"),
     ("bench", "model"): ("commands.bench_model", "model clips/s and memory, fused vs reference non-local"),
+    ("bench", "recovery"): ("commands.bench_recovery", "SIGKILL a torchrun rank N times: recovered/N"),
+    ("check",): ("commands.check", "decode every listed video as training would; report the bad ones"),
     ("demo",): ("commands.demo", "the end-to-end run behind `make demo`"),
 }
 
@@ -58,6 +60,7 @@ def _split_command(argv: Sequence[str]) -> tuple[tuple[str, ...], List[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # each line reaches a redirected log file (`> train.log`) at once
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

@@ -29,8 +29,9 @@ from tqdm import tqdm
 from analysis.bench_loader import bench_loader
 from errors import UserError
 from video.config import DataConfig
-from video.dataset import VideoDataset, read_clips
+from video.dataset import VideoDataset
 from video.decode import BACKENDS, VIDEO_SUFFIXES, VideoDecodeError, open_video
+from video.safe_read import read_clips
 from video.sampling import clip_length
 from video.transforms import build_train_transform
 
@@ -130,8 +131,9 @@ def bench_case(videos: List[Path], data: DataConfig, backend: str, sampling: str
         for number, path in enumerate(videos):
             rng = np.random.default_rng([repeat, number])
             started = time.perf_counter()
-            frames, indices = read_clips(str(path), cfg, rng, short_side=transform.source_short_side)
-            transform(frames[0], 0, rng)
+            read = read_clips(str(path), cfg, rng, short_side=transform.source_short_side)
+            transform(read.frames[0], 0, rng)
+            indices = read.indices
             pipeline = time.perf_counter() - started
             started = time.perf_counter()
             REFERENCES[backend](str(path), indices[0].tolist())

@@ -20,8 +20,9 @@ from analysis.config import PredictConfig
 from engine.config import ExperimentConfig
 from engine.evaluate import view_probabilities
 from errors import UserError
-from video.dataset import make_views, read_clips
+from video.dataset import make_views
 from video.decode import open_video
+from video.safe_read import read_clips
 from video.sampling import clip_span, window_clips
 from video.transforms import build_test_transform
 
@@ -79,7 +80,7 @@ def predict_video(model: nn.Module, path: str, cfg: ExperimentConfig, options: P
     """Whole-video and window scores of `model` (eval mode, on `device`) for the video at `path`."""
     test_views = build_test_transform(cfg.data.transforms, cfg.test.crops)
     crops = cfg.test.crops
-    clips, _ = read_clips(path, cfg.data, None, cfg.test.clips, test_views.source_short_side)
+    clips = read_clips(path, cfg.data, None, cfg.test.clips, test_views.source_short_side).frames
     scores = _scores(model, make_views(clips, test_views), device, cfg, options.batch_size).mean(0)
     with open_video(path, cfg.data.backend, cfg.data.decode_threads, test_views.source_short_side) as reader:
         fps = reader.fps or 25.0

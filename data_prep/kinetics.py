@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import re
+import stat
 import zlib
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -62,11 +63,33 @@ def _split_name(text: str, where: str) -> str:
     return SPLIT_NAMES[text.strip().lower()]
 
 
+def unreadable_reason(path: Path) -> Optional[str]:
+    """Why `path` is not a readable regular file (a directory, a broken link, a fifo, a device, no read
+    permission), or None when it is one. Checked before any decoder opens it: opening a fifo blocks."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken symbolic link (to {os.readlink(path)})"
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror})"
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a named pipe (fifo)", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    for is_kind, kind in kinds.items():
+        if is_kind(mode):
+            return f"{kind}, not a regular video file"
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+
+
 def _index_videos(folder: Path) -> Dict[str, Path]:
-    """Video files under `folder` by file name without extension (the first one found wins)."""
+    """Entries under `folder` with a video extension, by name without extension (the first one found
+    wins); directories, links and fifos named like videos too, so that they are reported."""
     found: Dict[str, Path] = {}
-    for directory, _, names in os.walk(folder):
-        for name in sorted(names):
+    for directory, subdirectories, names in os.walk(folder):
+        for name in sorted(names + subdirectories):
             path = Path(directory) / name
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 found.setdefault(path.stem, path)
@@ -98,7 +121,8 @@ def _list_entries(path: Path, videos: Path, split: str) -> Iterator[Entry]:
         if len(parts) != 2:
             raise UserError(f"{path}:{line}: expected 'path label', got '{text}'")
         source = videos / parts[0]
-        yield Entry(parts[0], parts[1], split, source if source.is_file() else None, None)
+        present = source.exists() or source.is_symlink()
+        yield Entry(parts[0], parts[1], split, source if present else None, None)
 
 
 def read_annotations(path: Path, videos: Path, list_split: str = "train") -> List[Entry]:
@@ -172,6 +196,9 @@ def _scaled(width: int, height: int, short_side: int) -> Tuple[int, int]:
 
 def convert(entry: Entry, target: Path, options: Options) -> Optional[str]:
     """Verify, resize and re-encode one video to `target`; the reason it was skipped, or None."""
+    reason = unreadable_reason(entry.source)
+    if reason is not None:
+        return reason
     try:
         with open_video(entry.source) as reader:  # verifies the container, stream and frame index
             fps = reader.fps or 30.0

@@ -2,12 +2,19 @@
 
 torchrun (single- or multi-node, through its rendezvous arguments) sets RANK/WORLD_SIZE/LOCAL_RANK;
 without them the run is a world of one and no process group is created. NCCL on GPU, gloo on CPU.
+
+Under torchrun the process group meets in the agent's TCPStore, which the agent creates once and keeps
+for every restart of its workers (`--max-restarts`). The keys a process group leaves there (each rank's
+gloo address) outlive a failed attempt, so a restarted rank could read its peer's address from the dead
+attempt and fail in gloo's connectFullMesh ("Connection refused"). Each attempt therefore meets under
+its own key prefix.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List
+from datetime import timedelta
+from typing import Any, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -56,6 +63,19 @@ def _choose_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cuda", index)
 
 
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)  # torch's default for collectives and for joining
+
+
+def attempt_store(world_size: int) -> Optional[dist.Store]:
+    """The elastic agent's store seen under a prefix unique to this restart attempt (see the module
+    docstring), or None outside torchrun's shared-store mode (torch then builds the store itself)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0), world_size, is_master=False,
+                          timeout=PROCESS_GROUP_TIMEOUT)
+    return dist.PrefixStore(f"video-nl/attempt_{_env_int('TORCHELASTIC_RESTART_COUNT', 0)}", store)
+
+
 def init_distributed(device: str = "auto") -> DistContext:
     """Join the torchrun job if there is one (else a world of one) and pick this rank's device."""
     world_size = _env_int("WORLD_SIZE", 1)
@@ -65,7 +85,8 @@ def init_distributed(device: str = "auto") -> DistContext:
     if world_size > 1 and not dist.is_initialized():
         backend = BACKENDS[chosen.type]
         device_id = chosen if chosen.type == "cuda" else None
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, device_id=device_id)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, device_id=device_id,
+                                store=attempt_store(world_size), timeout=PROCESS_GROUP_TIMEOUT)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen)
 
 
@@ -86,6 +107,11 @@ def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     if ctx.distributed:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total.cpu()
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank when `flag` is true on at least one (a collective)."""
+    return bool(all_reduce_sum(torch.tensor([int(flag)]), ctx).item())
 
 
 def all_gather_objects(obj: Any, ctx: DistContext) -> List[Any]:

@@ -7,9 +7,14 @@ which tells the user when decoding, not the model, is the bottleneck.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 import time
+import uuid
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Protocol
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from tqdm import tqdm
 
@@ -24,11 +29,19 @@ class Sink(Protocol):
 
 
 class JsonlSink:
-    """One JSON object per line; a resumed run appends to the file, a new run starts it afresh."""
+    """One JSON object per line. A new run starts the file afresh; a run resumed after step S first drops
+    the records of steps after S (logged by the interrupted run after its last checkpoint), so no step
+    appears twice."""
 
-    def __init__(self, path: Path, append: bool) -> None:
+    def __init__(self, path: Path, resume_step: Optional[int] = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(path, "a" if append else "w", encoding="utf-8")
+        if resume_step is not None and path.is_file():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if _record_step(line) <= resume_step]
+            partial = path.with_name(f".{path.name}.tmp")
+            partial.write_text("".join(kept), encoding="utf-8")
+            os.replace(partial, path)
+        self.handle = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
 
     def log(self, record: Dict[str, Any], step: int) -> None:
         self.handle.write(json.dumps({"step": step, **record}) + "\n")
@@ -41,15 +54,34 @@ class JsonlSink:
         self.handle.close()
 
 
-class WandbSink:
-    """A wandb run in `run_dir/wandb` (mode offline|online), holding the config, metrics and images."""
+def _record_step(line: str) -> float:
+    """The step of one metrics.jsonl line; a torn last line (a killed writer) counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
-    def __init__(self, cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path) -> None:
+
+class WandbSink:
+    """A wandb run in `run_dir/wandb` (mode offline|online), holding the config, metrics and images.
+
+    The run's id is kept in `run_dir/wandb_run_id`; a resumed training run continues that wandb run."""
+
+    ID_FILE = "wandb_run_id"
+
+    def __init__(self, cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path,
+                 resume_step: Optional[int] = None) -> None:
         import wandb
 
         self.wandb = wandb
+        id_file = run_dir / self.ID_FILE
+        resuming = resume_step is not None and id_file.is_file()
+        run_id = id_file.read_text().strip() if resuming else uuid.uuid4().hex[:8]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run_id + "\n")
         self.run = wandb.init(project=cfg.logger.wandb.project, name=cfg.run.name, dir=str(run_dir),
-                              mode=cfg.logger.wandb.mode, config=config_dict,
+                              mode=cfg.logger.wandb.mode, config=config_dict, id=run_id,
+                              resume="allow" if resuming else None,
                               settings=wandb.Settings(silent=True, console="off"))
 
     def log(self, record: Dict[str, Any], step: int) -> None:
@@ -87,20 +119,20 @@ class TensorBoardSink:
         self.writer.close()
 
 
-def _jsonl(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink:
-    return JsonlSink(run_dir / "metrics.jsonl", append)
+def _jsonl(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, resume_step: Optional[int]) -> Sink:
+    return JsonlSink(run_dir / "metrics.jsonl", resume_step)
 
 
-def _wandb(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
-    return WandbSink(cfg, config_dict, run_dir) if cfg.logger.wandb.mode != "disabled" else None
+def _wandb(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, resume_step: Optional[int]) -> Sink | None:
+    return WandbSink(cfg, config_dict, run_dir, resume_step) if cfg.logger.wandb.mode != "disabled" else None
 
 
-def _tensorboard(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, append: bool) -> Sink | None:
+def _tensorboard(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, resume_step: Optional[int]) -> Sink | None:
     return TensorBoardSink(run_dir) if cfg.logger.tensorboard else None
 
 
 # each factory returns its sink, or None when the config leaves it off
-SINKS: Dict[str, Callable[[ExperimentConfig, Dict[str, Any], Path, bool], Sink | None]] = {
+SINKS: Dict[str, Callable[[ExperimentConfig, Dict[str, Any], Path, Optional[int]], Sink | None]] = {
     "jsonl": _jsonl,
     "wandb": _wandb,
     "tensorboard": _tensorboard,
@@ -127,13 +159,13 @@ class RunLogger:
 
 
 def build_run_logger(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir: Path, is_main: bool,
-                     append: bool = False) -> RunLogger:
-    """The sinks the config enables, on rank 0 only (`append`: continue a resumed run's files)."""
+                     resume_step: Optional[int] = None) -> RunLogger:
+    """The sinks the config enables, on rank 0 only (`resume_step`: continue a run resumed after that step)."""
     if cfg.logger.wandb.mode not in ("offline", "online", "disabled"):
         raise UserError(f"logger.wandb.mode={cfg.logger.wandb.mode!r}: expected offline, online or disabled")
     if not is_main:
         return RunLogger([])
-    sinks = [make(cfg, config_dict, run_dir, append) for make in SINKS.values()]
+    sinks = [make(cfg, config_dict, run_dir, resume_step) for make in SINKS.values()]
     return RunLogger([sink for sink in sinks if sink is not None])
 
 
@@ -159,24 +191,52 @@ class ThroughputMeter:
 
 
 class ProgressBar:
-    """A tqdm bar over optimizer steps showing loss, LR, clips/s and data-wait share (rank 0 only)."""
+    """Progress over optimizer steps with loss, LR, clips/s and data-wait share (rank 0 only): a tqdm bar
+    on a terminal; redirected to a file (`> train.log`), one plain line per log window, flushed at once."""
 
     def __init__(self, total: int, initial: int, is_main: bool, show_bar: bool = True) -> None:
-        self.is_main = is_main
-        self.bar = tqdm(total=total, initial=initial, disable=not (is_main and show_bar),
-                        dynamic_ncols=True, mininterval=1.0, unit="step")
+        self.is_main, self.total, self.done = is_main, total, initial
+        self.live = is_main and show_bar and sys.stderr.isatty()
+        self.lines = is_main and show_bar and not self.live
+        self.bar = tqdm(total=total, initial=initial, disable=not self.live, dynamic_ncols=True, mininterval=1.0,
+                        unit="step")
 
     def update(self, steps: int, stats: Dict[str, float] | None = None) -> None:
         self.bar.update(steps)
-        if stats is not None:
-            self.bar.set_postfix({"loss": f"{stats['loss']:.3f}", "lr": f"{stats['lr']:.2e}",
-                                  "clips/s": f"{stats['clips_per_s']:.1f}",
-                                  "data": f"{100 * stats['data_wait']:.0f}%"}, refresh=False)
+        self.done += steps
+        if stats is None:
+            return
+        fields = {"loss": f"{stats['loss']:.3f}", "lr": f"{stats['lr']:.2e}", "clips/s": f"{stats['clips_per_s']:.1f}",
+                  "data": f"{100 * stats['data_wait']:.0f}%"}
+        self.bar.set_postfix(fields, refresh=False)
+        if self.lines:
+            print(f"step {self.done}/{self.total}  " + "  ".join(f"{k} {v}" for k, v in fields.items()), flush=True)
 
     def write(self, line: str) -> None:
-        """Print a line above the bar (rank 0 only)."""
+        """Print a line above the bar (rank 0 only), flushed."""
         if self.is_main:
             tqdm.write(line)
+            sys.stdout.flush()
 
     def close(self) -> None:
         self.bar.close()
+
+
+def tag_warnings(rank: int) -> None:
+    """Prefix `[rank R]` to the Python warnings and log records this process prints, so a warning of any
+    rank of a torchrun job says where it came from."""
+    show = warnings.showwarning
+
+    def show_tagged(message, category, filename, lineno, file=None, line=None):
+        show(f"[rank {rank}] {message}", category, filename, lineno, file, line)
+
+    warnings.showwarning = show_tagged
+    make_record = logging.getLogRecordFactory()
+
+    def tagged_record(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        if isinstance(record.msg, str):
+            record.msg = f"[rank {rank}] {record.msg}"
+        return record
+
+    logging.setLogRecordFactory(tagged_record)

@@ -3,8 +3,10 @@
 Loss = cross-entropy (label smoothing) + sum of the model's weighted auxiliary losses, each logged.
 An optimizer step spans `optim.accumulate` micro-batches. Checkpoints hold everything needed to
 continue bit-for-bit on CPU: the loader's clips depend only on (seed, epoch, index), opening a loader
-never touches the training RNG streams, and a resumed epoch is fast-forwarded over the micro-batches
-it had consumed.
+never touches the training RNG streams, and a resumed epoch's sampler starts after the samples it had
+consumed (nothing is decoded to be thrown away). A checkpoint written by another world size or batch
+size resumes at the same global sample position when that is a whole number of this run's batches.
+SIGTERM or SIGUSR1 (engine/preemption.py) stops every rank after the same step, with last.pt there.
 """
 from __future__ import annotations
 
@@ -24,18 +26,19 @@ from torch.nn.parallel import DistributedDataParallel
 from engine.checkpoint import (config_to_container, init_weights_from, load_checkpoint, load_model_state,
                                resolve_resume, rng_state, save_checkpoint, set_rng_state)
 from engine.config import ExperimentConfig, run_dir, save_config
-from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers,
-                                init_distributed, shutdown)
+from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum, any_rank, barrier,
+                                broadcast_buffers, init_distributed, shutdown)
 from engine.evaluate import Evaluation, predict
 from engine.inputs import model_input
-from engine.logging import ProgressBar, ThroughputMeter, build_run_logger
+from engine.logging import ProgressBar, ThroughputMeter, build_run_logger, tag_warnings
 from engine.metrics import WindowMeans, save_confusion_matrix
 from engine.optim import build_optimizer, build_scheduler
+from engine.preemption import StopRequest, resume_hint
 from engine.precision import autocast, check_amp, grad_scaler
 from errors import UserError
 from models.build import build_model
 from video.dataset import VideoDataset
-from video.loader import build_loader
+from video.loader import build_loader, stop_workers
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Progress:
     batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
     best_top1: float = -1.0
     skipped_videos: int = 0  # undecodable videos replaced so far, all ranks
+    truncated_videos: int = 0  # reads of truncated videos used with the frames they have, all ranks
 
 
 def prepare_on_main(prepare_data: Optional[Callable[[], None]], ctx: DistContext) -> None:
@@ -66,9 +70,10 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """Builds data, model and optimizer from the config, then runs `fit()`."""
 
-    def __init__(self, cfg: ExperimentConfig, ctx: DistContext,
+    def __init__(self, cfg: ExperimentConfig, ctx: DistContext, stop: StopRequest | None = None,
                  prepare_data: Optional[Callable[[], None]] = None) -> None:
         self.cfg, self.ctx = cfg, ctx
+        self.stop = stop or StopRequest()  # an inactive one never fires
         trainer = cfg.trainer
         check_amp(trainer.amp, ctx.device)
         if trainer.sync_bn and ctx.distributed and ctx.device.type != "cuda":
@@ -110,6 +115,7 @@ class Trainer:
         self.window = WindowMeans()
         self.meter = ThroughputMeter()
         self.pending_failed: List[str] = []
+        self.pending_truncated: List[str] = []
 
     def _build_model(self) -> nn.Module:
         num_classes = self.cfg.model.num_classes or len(self.labels)
@@ -147,6 +153,7 @@ class Trainer:
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
+        self._rebase_position(path, len(state["rng"]), state["config"]["data"]["batch_size"])
         if len(state["rng"]) == self.ctx.world_size:
             self.resume_rng = state["rng"][self.ctx.rank]
         elif self.ctx.is_main:
@@ -154,6 +161,24 @@ class Trainer:
                   "weights and optimizer continue, random streams start afresh")
         if self.ctx.is_main:
             print(f"resuming from {path} at step {self.progress.step} (epoch {self.progress.epoch})")
+
+    def _rebase_position(self, path: Path, world_size: int, batch_size: int) -> None:
+        """Re-express the position in the epoch for this run's world size and batch size: the same
+        global sample position, or a UserError naming both sizes when that is not a batch boundary."""
+        here = (self.ctx.world_size, self.cfg.data.batch_size)
+        if (world_size, batch_size) == here:
+            return
+        consumed = self.progress.batch_in_epoch * world_size * batch_size  # samples of this epoch, all ranks
+        global_batch = here[0] * here[1]
+        if consumed % global_batch:
+            raise UserError(f"checkpoint {path} was written by {world_size} ranks x data.batch_size={batch_size}, "
+                            f"this run has {here[0]} ranks x data.batch_size={here[1]}: the {consumed} samples "
+                            f"consumed in epoch {self.progress.epoch} are not a whole number of this run's "
+                            f"global batches of {global_batch}; resume with {world_size} ranks x {batch_size}")
+        self.progress.batch_in_epoch = consumed // global_batch
+        if self.ctx.is_main:
+            print(f"note: {path} was written by {world_size} ranks x batch {batch_size}, this run has {here[0]} x "
+                  f"{here[1]}: continuing at sample {consumed} of epoch {self.progress.epoch}")
 
     def _save(self, best: bool) -> None:
         """last.pt (and best.pt) with every rank's RNG state; collective, rank 0 writes."""
@@ -189,6 +214,7 @@ class Trainer:
             batch = next(batches)
             self.meter.waited(time.perf_counter() - started, len(batch["label"]))
             self.pending_failed.extend(batch["failed"])
+            self.pending_truncated.extend(batch["truncated"])
             inputs = model_input(batch["clip"], self.ctx.device, self.cfg.data, self.cfg.trainer.channels_last)
             labels = batch["label"].to(self.ctx.device, non_blocking=True)
             last_micro = micro == accumulate - 1
@@ -210,12 +236,18 @@ class Trainer:
 
     # ---- logging -----------------------------------------------------------------------------
     def _collect_failed(self) -> List[str]:
-        """Every rank's undecodable videos since the last call (collective); counted into progress."""
-        failed = [entry for rank_list in all_gather_objects(self.pending_failed, self.ctx) for entry in rank_list]
-        self.pending_failed = []
+        """Every rank's undecodable and truncated videos since the last call (collective); counted into
+        progress and reported; the undecodable ones are returned."""
+        gathered = all_gather_objects((self.pending_failed, self.pending_truncated), self.ctx)
+        failed = [entry for rank_failed, _ in gathered for entry in rank_failed]
+        truncated = [entry for _, rank_truncated in gathered for entry in rank_truncated]
+        self.pending_failed, self.pending_truncated = [], []
         self.progress.skipped_videos += len(failed)
+        self.progress.truncated_videos += len(truncated)
         for entry in failed:
             self.bar.write(f"skipped video (replaced by another sample): {entry}")
+        for entry in truncated:
+            self.bar.write(f"truncated video (used with the frames it has): {entry}")
         return failed
 
     def _log_window(self) -> None:
@@ -224,7 +256,8 @@ class Trainer:
         self.meter.reset()
         stats["lr"] = self.step_lr
         self._collect_failed()
-        record = {"epoch": self.progress.epoch, **stats, "skipped_videos": self.progress.skipped_videos}
+        record = {"epoch": self.progress.epoch, **stats, "skipped_videos": self.progress.skipped_videos,
+                  "truncated_videos": self.progress.truncated_videos}
         self.logger.log(record, self.progress.step)
         self.bar.update(0, stats)
 
@@ -244,7 +277,8 @@ class Trainer:
         """Validate (when due), report, and write last.pt / best.pt."""
         record: Dict[str, Any] = {"epoch": self.progress.epoch}
         failed = self._collect_failed()
-        record.update(skipped_videos=self.progress.skipped_videos, skipped_this_period=len(failed))
+        record.update(skipped_videos=self.progress.skipped_videos, skipped_this_period=len(failed),
+                      truncated_videos=self.progress.truncated_videos)
         best = False
         if evaluate:
             evaluation = self._evaluate()
@@ -267,17 +301,28 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------
     def _start_epoch(self):
         """Open the loader on the sampler's epoch, leaving the training RNG streams untouched (a fresh
-        DataLoader iterator draws its worker seeds from them); after a resume, skip what was consumed."""
+        DataLoader iterator draws its worker seeds from them); after a resume the sampler starts after
+        what was consumed."""
         if self.resume_rng is not None:
             set_rng_state(self.resume_rng)
             self.resume_rng = None
-        self.train_loader.sampler.set_epoch(self.progress.epoch)
+        start = self.progress.batch_in_epoch * self.cfg.data.batch_size
+        self.train_loader.sampler.set_epoch(self.progress.epoch, start)
         saved = rng_state()
         batches = iter(self.train_loader)
-        for _ in range(self.progress.batch_in_epoch):
-            next(batches)
         set_rng_state(saved)
         return batches
+
+    def _stop_agreed(self) -> bool:
+        """Whether any rank has received a stop signal (a collective: every rank gets the same answer)."""
+        return any_rank(self.stop.received is not None, self.ctx)
+
+    def _stop_here(self) -> str:
+        """Write last.pt at the step just finished and return the line that says how to resume."""
+        names = [name for name in all_gather_objects(self.stop.received, self.ctx) if name]
+        self._collect_failed()
+        self._save(best=False)
+        return resume_hint(names[0], self.progress.step, str(self.checkpoint_dir / "last.pt"))
 
     def fit(self) -> Dict[str, Any]:
         """Train to `trainer.max_steps` (or `trainer.epochs`), validating and checkpointing on the way."""
@@ -285,13 +330,14 @@ class Trainer:
         if self.ctx.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
         self.logger = build_run_logger(cfg, self.config_dict, self.run_dir, self.ctx.is_main,
-                                       append=progress.step > 0)
+                                       resume_step=progress.step if progress.step > 0 else None)
         self.bar = ProgressBar(self.total_steps, progress.step, self.ctx.is_main, cfg.trainer.progress_bar)
         started = time.perf_counter()
         last: Dict[str, Any] = {}
+        stopped: str | None = None
         self.forward_model.train()
         try:
-            while progress.step < self.total_steps:
+            while progress.step < self.total_steps and stopped is None:
                 batches = self._start_epoch()
                 self.meter.reset()
                 while progress.batch_in_epoch < self.steps_per_epoch * cfg.optim.accumulate:
@@ -303,10 +349,15 @@ class Trainer:
                         self._log_window()
                     if progress.step >= self.total_steps:
                         break
+                    if self._stop_agreed():
+                        stopped = self._stop_here()
+                        break
                     if cfg.trainer.checkpoint_every and progress.step % cfg.trainer.checkpoint_every == 0:
                         self._collect_failed()
                         self._save(best=False)
                 del batches
+                if stopped is not None:
+                    break
                 finished = progress.step >= self.total_steps
                 if progress.batch_in_epoch >= self.steps_per_epoch * cfg.optim.accumulate:
                     progress.epoch += 1
@@ -316,17 +367,27 @@ class Trainer:
         finally:
             self.bar.close()
             self.logger.close()
+            for loader in (self.train_loader, self.val_loader):
+                stop_workers(loader)
+        if stopped is not None and self.ctx.is_main:
+            print(stopped, flush=True)
         return {"run_dir": str(self.run_dir), "steps": progress.step, "best_top1": progress.best_top1,
+                "stopped": stopped,
                 "last": last, "train_seconds": time.perf_counter() - started,
                 "best_checkpoint": str(self.checkpoint_dir / "best.pt"),
                 "last_checkpoint": str(self.checkpoint_dir / "last.pt")}
 
 
 def train(cfg: ExperimentConfig, prepare_data: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
-    """Join the torchrun job (if any), train, and leave the process group. `prepare_data` runs on rank 0
-    before the datasets are opened (the command layer writes the synthetic dataset there)."""
+    """Join the torchrun job (if any), train, and leave the process group; SIGTERM / SIGUSR1 stop the
+    run cleanly after the step in flight (`stopped` in the result holds the line that says so).
+    `prepare_data` runs on rank 0 before the datasets are opened (the command layer writes the
+    synthetic dataset there)."""
     ctx = init_distributed(cfg.trainer.device)
+    if ctx.distributed:
+        tag_warnings(ctx.rank)
     try:
-        return Trainer(cfg, ctx, prepare_data).fit()
+        with StopRequest() as stop:
+            return Trainer(cfg, ctx, stop, prepare_data).fit()
     finally:
         shutdown(ctx)

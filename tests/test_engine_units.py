@@ -120,14 +120,20 @@ def test_window_means_and_jsonl(tmp_path):
     window.add({"loss": torch.tensor(1.0)})
     window.add({"loss": torch.tensor(3.0)})
     assert window.reduce(lambda t: t) == {"loss": pytest.approx(2.0)}
-    sink = JsonlSink(tmp_path / "metrics.jsonl", append=False)
+    sink = JsonlSink(tmp_path / "metrics.jsonl")
     sink.log({"loss": 2.0}, step=3)
     sink.close()
-    again = JsonlSink(tmp_path / "metrics.jsonl", append=True)
-    again.log({"loss": 1.0}, step=4)
+    sink = JsonlSink(tmp_path / "metrics.jsonl", resume_step=3)
+    sink.log({"loss": 1.0}, step=4)
+    sink.log({"loss": 0.5}, step=5)
+    sink.close()
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 6, "lo')  # a writer killed mid-line
+    again = JsonlSink(tmp_path / "metrics.jsonl", resume_step=4)  # resumed from a checkpoint at step 4
+    again.log({"loss": 0.7}, step=5)
     again.close()
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert lines == [{"step": 3, "loss": 2.0}, {"step": 4, "loss": 1.0}]
+    assert lines == [{"step": 3, "loss": 2.0}, {"step": 4, "loss": 1.0}, {"step": 5, "loss": 0.7}]
 
 
 def test_throughput_meter_reports_wait_share():

@@ -27,3 +27,18 @@ def read_barcodes(frames: np.ndarray) -> list[int]:
 def write_barcode_video(path: Path, count: int, keyframe_interval: int = 16, fps: float = 25) -> Path:
     write_video(path, barcode_frames(count), fps, keyframe_interval=keyframe_interval)
     return path
+
+
+def faststart_copy(source: Path, target: Path) -> Path:
+    """The video stream of `source` remuxed (no re-encoding) into an mp4 with its index first, so that
+    cutting the file's tail leaves a header that promises frames the file no longer holds."""
+    import av
+
+    with av.open(str(source)) as inp, av.open(str(target), "w", options={"movflags": "faststart"}) as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is not None:
+                packet.stream = copy
+                out.mux(packet)
+    return target

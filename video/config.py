@@ -49,5 +49,6 @@ class DataConfig:
     persistent_workers: bool = True
     pin_memory: bool = True  # only applied on GPU
     max_replacements: int = 10  # attempts to replace an undecodable training video before giving up
+    decode_timeout: float = 0.0  # seconds per video, decoded in a killable child process; 0: no limit
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)

@@ -6,7 +6,8 @@ Folder format: `labels.txt` (one class per line, line number = class index), `tr
 
 Items are dicts: `clip` uint8 (3, T, H, W) in training, (V, 3, T, H, W) in evaluation with
 V = clips x crops; `label`; `index` (the sample actually returned); `valid`; `failed` ("path: reason"
-for each video that could not be decoded on the way). A training item may be asked for by index or by
+for each video that could not be decoded on the way, see video/safe_read.py); `truncated` ("path: ..."
+for a truncated video used with the frames it has). A training item may be asked for by index or by
 the key `(index, seed, epoch)` that the training sampler yields: its augmentation and any replacement
 draw from a generator seeded by that key, so they repeat exactly whatever the number of workers.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -22,8 +23,9 @@ from torch.utils.data import Dataset
 
 from errors import UserError
 from video.config import DataConfig
-from video.decode import VideoDecodeError, open_video
-from video.sampling import check_sampling, clip_length, sample_clips
+from video.decode import VideoDecodeError
+from video.safe_read import ClipRead, guarded, read_clips
+from video.sampling import check_sampling, clip_length
 from video.transforms import build_test_transform, build_train_transform
 
 Key = Union[int, Tuple[int, int, int]]
@@ -111,28 +113,38 @@ class VideoDataset(Dataset):
         """A transformed clip; an undecodable video is replaced by a random other one, and counted."""
         failed: List[str] = []
         for _ in range(self.cfg.max_replacements + 1):
-            path, label = self.samples[index]
             try:
-                frames = read_clips(path, self.cfg, rng, short_side=self.transform.source_short_side)[0][0]
+                clip, label, read = self.decode_train_clip(index, rng)
             except VideoDecodeError as exc:
                 failed.append(f"{exc.path}: {exc.reason}")
                 index = int(rng.integers(len(self.samples)))
                 continue
-            clip, label = self.transform(frames, label, rng)
-            return dict(clip=clip.transpose(0, 1).contiguous(), label=label, index=index, valid=True, failed=failed)
+            return dict(clip=clip.transpose(0, 1).contiguous(), label=label, index=index, valid=True, failed=failed,
+                        truncated=[read.truncated] if read.truncated else [])
         raise UserError(f"{len(failed)} videos in a row could not be decoded (data.max_replacements="
                         f"{self.cfg.max_replacements}); the last: {failed[-1]}")
+
+    def decode_train_clip(self, index: int, rng: np.random.Generator) -> Tuple[torch.Tensor, int, ClipRead]:
+        """Video `index` as training sees it: (transformed clip (T, 3, h, w), label, what the read noticed);
+        a VideoDecodeError when no clip can be made of it."""
+        path, label = self.samples[index]
+        read = read_clips(path, self.cfg, rng, short_side=self.transform.source_short_side)
+        clip, label = guarded(path, lambda: self.transform(read.frames[0], label, rng))
+        return clip, label, read
 
     def _test_item(self, index: int) -> Dict:
         """All views of one video; an undecodable video gives a zero clip with `valid=False`."""
         path, label = self.samples[index]
         try:
-            clips, _ = read_clips(path, self.cfg, None, self.clips, self.test_views.source_short_side)
+            read = read_clips(path, self.cfg, None, self.clips, self.test_views.source_short_side)
+            views = guarded(path, lambda: make_views(read.frames, self.test_views))
         except VideoDecodeError as exc:
             size = self.cfg.transforms.crop_size
             clip = torch.zeros(self.views, 3, clip_length(self.cfg.sampling), size, size, dtype=torch.uint8)
-            return dict(clip=clip, label=label, index=index, valid=False, failed=[f"{exc.path}: {exc.reason}"])
-        return dict(clip=make_views(clips, self.test_views), label=label, index=index, valid=True, failed=[])
+            return dict(clip=clip, label=label, index=index, valid=False, failed=[f"{exc.path}: {exc.reason}"],
+                        truncated=[])
+        return dict(clip=views, label=label, index=index, valid=True, failed=[],
+                    truncated=[read.truncated] if read.truncated else [])
 
 
 def make_views(clips: torch.Tensor, test_views) -> torch.Tensor:
@@ -140,14 +152,3 @@ def make_views(clips: torch.Tensor, test_views) -> torch.Tensor:
     views = torch.cat([test_views(clip) for clip in clips])  # (V, T, 3, h, w)
     return views.transpose(1, 2).contiguous()
 
-
-def read_clips(path: str, cfg: DataConfig, rng: Optional[np.random.Generator], clips: int = 1,
-               short_side: Optional[int] = None) -> Tuple[torch.Tensor, np.ndarray]:
-    """Decode the sampled frames of one video: uint8 (clips, T, 3, H, W) with channels-last strides
-    (what the resizers like best), and the frame indices (clips, T); `rng` None gives test views.
-    Frames come at most `short_side` pixels on their short side, scaled by the decoder."""
-    with open_video(path, cfg.backend, cfg.decode_threads, short_side) as reader:
-        indices = sample_clips(reader.num_frames, cfg.sampling, rng, clips, reader.fps)
-        frames = reader.get_frames(indices.reshape(-1))
-    frames = torch.from_numpy(frames).view(*indices.shape, *frames.shape[1:])
-    return frames.permute(0, 1, 4, 2, 3), indices

@@ -27,8 +27,9 @@ class PacketIndex:
 
 
 def scan_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                 path: str) -> PacketIndex:
-    """Demux the whole stream once; raise `VideoDecodeError` for damaged or frameless streams."""
+                 path: str, allow_truncated: bool = False) -> PacketIndex:
+    """Demux the whole stream once; raise `VideoDecodeError` for damaged or frameless streams (and for
+    truncated ones, whose header lists more frames than the file holds, unless `allow_truncated`)."""
     timestamps, key_timestamps, packets = [], [], 0
     try:
         for packet in container.demux(stream):
@@ -45,7 +46,7 @@ def scan_packets(container: av.container.InputContainer, stream: av.video.stream
         raise VideoDecodeError(path, f"damaged after {packets} packets ({first_line(exc)})") from exc
     if not timestamps:
         raise VideoDecodeError(path, "contains no video frames")
-    if stream.frames > packets:
+    if stream.frames > packets and not allow_truncated:
         raise VideoDecodeError(path, f"truncated: the header lists {stream.frames} frames but only "
                                      f"{packets} are in the file")
     timestamps.sort()
@@ -81,11 +82,13 @@ class PyAVReader(VideoReader):
     `num_frames` is corrected.
     """
 
-    def __init__(self, path: str, num_threads: int = 1, short_side: Optional[int] = None):
+    def __init__(self, path: str, num_threads: int = 1, short_side: Optional[int] = None,
+                 allow_truncated: bool = False):
         super().__init__(path, short_side)
         self._container, self._stream = open_container(path)
+        self.header_frames = self._stream.frames  # what the container promises (0: not stated)
         try:
-            self._index = scan_packets(self._container, self._stream, path)
+            self._index = scan_packets(self._container, self._stream, path, allow_truncated)
         except BaseException:
             self._container.close()
             raise

@@ -97,8 +97,11 @@ def sample_clips(num_frames: int, cfg: SamplingConfig, rng: Optional[np.random.G
     return np.minimum(np.round(positions * step).astype(np.int64), num_frames - 1)
 
 
-def clip_span(cfg: SamplingConfig, fps: float) -> int:
-    """Native frames one dense clip covers (its stride at `target_fps`, converted to the video's rate)."""
+def clip_span(cfg: SamplingConfig, fps: float = 0.0) -> int:
+    """Native frames a video needs so that one clip fits without looping: K for segments; for dense clips
+    T x stride, at `target_fps` converted to the video's rate `fps` (without `fps`: at the native rate)."""
+    if cfg.mode == "segments":
+        return cfg.num_segments
     step = fps / cfg.target_fps if cfg.target_fps > 0 and fps > 0 else 1.0
     return int(round(((cfg.num_frames - 1) * cfg.stride + 1) * step))
 
