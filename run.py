@@ -25,6 +25,7 @@ COMMANDS = {
     ("bench", "decode"): ("analysis.bench_decode", "decode throughput per backend vs a bare decoder"),
     ("bench", "loader"): ("analysis.bench_loader", "loader clips/s against the number of workers"),
     ("bench", "model"): ("analysis.bench_model", "model clips/s and memory, fused vs reference non-local"),
+    ("bench", "train"): ("commands.bench_train", "training-step clips/s, data wait, peak memory, attention kernels"),
     ("demo",): ("engine.demo", "the end-to-end run behind `make demo`"),
 }
 

@@ -1,0 +1,1 @@
+"""The command layer behind run.py: argument glue that calls the library modules."""
