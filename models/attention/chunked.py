@@ -61,7 +61,7 @@ class ChunkedAttention(torch.autograd.Function):
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                      block_elements: int = BLOCK_ELEMENTS) -> torch.Tensor:
+                      block_elements: int | None = None) -> torch.Tensor:
     """softmax(q k^T * scale) v for q (..., Nq, d), k (..., Nk, d), v (..., Nk, e): memory linear in
-    Nq + Nk (plus one block of `block_elements`)."""
-    return ChunkedAttention.apply(q, k, v, scale, block_elements)
+    Nq + Nk, plus one block of `block_elements` (default: the module's BLOCK_ELEMENTS)."""
+    return ChunkedAttention.apply(q, k, v, scale, block_elements or BLOCK_ELEMENTS)
