@@ -3,7 +3,8 @@
 The step is the trainer's own (engine/step.py: placement with channels_last, autocast per
 `trainer.amp`, the loss with auxiliary terms, the gradient scaler, clipping, `trainer.compile`). Input is
 either synthetic (one random uint8 batch made on the device once: the model's ceiling) or clips decoded
-from a dataset folder, or from a plain folder of videos, by the configured loader (`data.num_workers`).
+from a dataset folder, or from a plain folder of videos (listed as one class, repeated so that an epoch
+keeps every worker busy), by the configured loader (`data.num_workers`).
 
 Reports clips/s over the timed steps (after warm-up), `data_wait` (share of the timed wall time spent
 waiting for the loader; null for synthetic input), `peak_bytes` (CUDA: max allocated over warm-up and
@@ -76,11 +77,14 @@ def clip_frames(cfg: Config) -> int:
     return cfg.data.sampling.num_segments if cfg.model.arch == "tsn" else cfg.data.sampling.num_frames
 
 
-def video_folder_dataset(videos: Path, out: Path) -> Path:
-    """A one-class dataset folder in `out` listing every video of `videos` (absolute paths)."""
+def video_folder_dataset(videos: Path, out: Path, min_items: int) -> Path:
+    """A one-class dataset folder in `out` listing every video of `videos` (absolute paths), repeated
+    until there are `min_items` entries, so that one epoch of a few clips still keeps every loader
+    worker busy instead of ending after a batch or two."""
     files = sorted(p.resolve() for p in videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not files:
         raise UserError(f"--data {videos}: neither a dataset folder (labels.txt) nor a folder of videos")
+    files *= -(-min_items // len(files))
     (out / "labels.txt").write_text("clip\n")
     (out / "train.csv").write_text("path,label\n" + "".join(f"{p},clip\n" for p in files))
     return out
@@ -148,7 +152,9 @@ def bench_train(cfg: Config, settings: BenchTrainSettings, config_name: str = ""
         if root is not None and not root.is_dir():
             raise UserError(f"--data {root}: no such folder")
         if root is not None and not (root / "labels.txt").is_file():
-            root = video_folder_dataset(root, Path(scratch))
+            workers = max(1, cfg.data.num_workers)
+            root = video_folder_dataset(root, Path(scratch), 4 * workers * max(1, cfg.data.prefetch_factor)
+                                        * cfg.data.batch_size)
         num_classes = cfg.model.num_classes or (len(read_labels(root)) if root else SYNTHETIC_CLASSES)
         rss_before = _rss_bytes()
         if device.type == "cuda":
