@@ -35,16 +35,17 @@ def sdpa_has_fused_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
     """Whether scaled_dot_product_attention takes a fused kernel (flash or memory-efficient, both ranked
     before math) for these (B, 1, N, d) inputs, rather than the math kernel that keeps the Nq x Nk matrix.
 
-    CUDA: torch's own eligibility checks (head width, dtype, alignment, GPU generation, enabled flags).
-    CPU (and shape-only fake tensors): the flash CPU kernel takes any width once q, k and v share one
-    (the caller pads them), with no mask or dropout, so only its enabled flag decides.
+    CUDA: torch's own eligibility checks (head width, dtype, alignment, GPU generation, enabled flags),
+    which torch.compile evaluates while tracing. CPU (and shape-only fake tensors): the flash CPU kernel
+    takes any width once q, k and v share one (the caller pads them), with no mask or dropout, so only
+    its enabled flag decides; torch.compile cannot read that flag without a graph break, so compiled
+    CPU code assumes the default (enabled).
     """
-    if q.device.type != "cuda":
-        return torch.backends.cuda.flash_sdp_enabled()
-    params = torch.backends.cuda.SDPAParams(q, k, v, None, 0.0, False, False)
-    return ((torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.can_use_flash_attention(params))
-            or (torch.backends.cuda.mem_efficient_sdp_enabled()
-                and torch.backends.cuda.can_use_efficient_attention(params)))
+    if q.device.type == "cuda":
+        params = torch.backends.cuda.SDPAParams(q, k, v, None, 0.0, False, False)
+        return (torch.backends.cuda.can_use_flash_attention(params)
+                or torch.backends.cuda.can_use_efficient_attention(params))
+    return torch.compiler.is_compiling() or torch.backends.cuda.flash_sdp_enabled()
 
 
 def fused_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
