@@ -31,6 +31,7 @@ COMMANDS = {
     ("bench", "mmaction2"): ("commands.bench_mmaction2", "our training pipeline's clips/s vs mmaction2's (optional)"),
     ("bench", "encodings"): ("commands.bench_encodings", "pipeline clips/s and size of videos encoded several ways"),
     ("bench", "model"): ("commands.bench_model", "model clips/s and memory, fused vs reference non-local"),
+    ("bench", "train"): ("commands.bench_train", "training-step clips/s, data wait, peak memory, attention kernels"),
     ("bench", "recovery"): ("commands.bench_recovery", "SIGKILL a torchrun rank N times: recovered/N"),
     ("check",): ("commands.check", "decode every listed video as training would; report the bad ones"),
     ("demo",): ("commands.demo", "the end-to-end run behind `make demo`"),

@@ -61,6 +61,9 @@ def measure_case(model_cfg: ModelConfig, sweep: ProfileConfig, case: ProfileCase
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     optimizer_bytes = param_bytes * sweep.optimizer_states  # not allocated by a bare step
     state_bytes = 2 * param_bytes + optimizer_bytes  # weights and gradients too
+    # the CUDA peak of fwd+bwd predicted as weights + saved activations + every weight's gradient (an
+    # upper bound on what coexists, leaving out transient buffers and cuDNN workspaces)
+    predicted_peak = 2 * param_bytes + prediction.activation_bytes
     return {
         "placement": case.placement, "frames": case.frames, "size": case.size, "batch": case.batch,
         "implementation": case.implementation or "-", "subsample": case.subsample,
@@ -71,6 +74,7 @@ def measure_case(model_cfg: ModelConfig, sweep: ProfileConfig, case: ProfileCase
         # the Nq x Nk matrices kept for backward, from the blocks' shapes (0 on the fused path)
         "nonlocal_affinity_bytes": prediction.affinity_bytes,
         "peak_bytes": peak, "device": device, "state_bytes": state_bytes,
+        "predicted_peak_bytes": predicted_peak, "peak_error": None if peak is None else predicted_peak / peak - 1,
         "footprint_bytes": measured + state_bytes if peak is None else peak + optimizer_bytes,
         "unmodelled_layers": prediction.unknown_layers,
     }
@@ -83,6 +87,13 @@ def mark_budget(row: Dict[str, Any], budget: int | None) -> Dict[str, Any]:
     row["max_fitting_batch"] = (None if budget is None else
                                 largest_fitting_batch(footprint, row["batch"], row["state_bytes"], budget))
     return row
+
+
+def _peak_text(row: Dict[str, Any]) -> str:
+    if row["peak_bytes"] is None:
+        return ""
+    return (f"; CUDA peak {format_bytes(row['peak_bytes'])}, predicted {format_bytes(row['predicted_peak_bytes'])} "
+            f"({100 * row['peak_error']:+.1f}%)")
 
 
 def run_profile(model_cfg: ModelConfig, sweep: ProfileConfig, out_dir: str | Path, json_path: str | Path | None = None,
@@ -103,9 +114,11 @@ def run_profile(model_cfg: ModelConfig, sweep: ProfileConfig, out_dir: str | Pat
         subsample = "" if case.subsample is None else (" subsample" if case.subsample else " no-subsample")
         print(f"[{number}/{len(cases)}] {case.placement} {case.frames}x{case.size} batch {case.batch} "
               f"{row['implementation']}{subsample}: activations {format_bytes(row['activation_bytes'])}, "
-              f"predicted {100 * row['prediction_error']:+.2f}%", flush=True)
+              f"predicted {100 * row['prediction_error']:+.2f}%{_peak_text(row)}", flush=True)
     worst = max(abs(row["prediction_error"]) for row in rows)
+    peak_errors = [abs(row["peak_error"]) for row in rows if row["peak_error"] is not None]
     result = {"rows": rows, "device": device, "budget_bytes": budget_bytes, "worst_prediction_error": worst,
+              "worst_peak_error": max(peak_errors) if peak_errors else None,
               "seconds": round(time.perf_counter() - start, 2)}
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in [out_dir / "profile.json"] + ([Path(json_path)] if json_path else []):

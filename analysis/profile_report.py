@@ -41,17 +41,24 @@ def _fits(row: Row) -> str:
     return f"{'yes' if row['fits_budget'] else 'NO'} (max batch {row['max_fitting_batch']})"
 
 
+def _peak(row: Row) -> str:
+    if row["peak_bytes"] is None:
+        return "-"
+    return (f"{format_bytes(row['peak_bytes'])} / {format_bytes(row['predicted_peak_bytes'])} "
+            f"({100 * row['peak_error']:+.1f}%)")
+
+
 def markdown_table(rows: Sequence[Row], budget: int | None) -> str:
     """A Markdown table of every row, with the worst prediction error underneath."""
     header = ["placement", "frames", "size", "batch", "impl.", "subsample", "params", "GFLOPs/clip",
-              "activations (measured)", "predicted", "error", "NL affinity", "peak (CUDA)", "fits budget"]
+              "activations (measured)", "predicted", "error", "NL affinity", "peak (CUDA) / predicted (error)", "fits budget"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["placement"], row["frames"], row["size"], row["batch"], row["implementation"],
                  "-" if row["subsample"] is None else ("yes" if row["subsample"] else "no"),
                  f"{row['params'] / 1e6:.2f} M", f"{row['gflops']:.2f}", format_bytes(row["activation_bytes"]),
                  format_bytes(row["predicted_activation_bytes"]), f"{100 * row['prediction_error']:+.2f}%",
-                 format_bytes(row["nonlocal_affinity_bytes"]), format_bytes(row["peak_bytes"]), _fits(row)]
+                 format_bytes(row["nonlocal_affinity_bytes"]), _peak(row), _fits(row)]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     worst = max(rows, key=lambda row: abs(row["prediction_error"]))
     lines.append("")

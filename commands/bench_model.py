@@ -1,4 +1,5 @@
-"""`run.py bench model [--json FILE]`: model clips/s and activation memory, fused vs reference non-local."""
+"""`run.py bench model [--json FILE] [--device auto|cpu|cuda]`: model clips/s and activation memory,
+fused vs reference non-local, with the attention kernel each fused block gets."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Dict
 
 from analysis.bench_model import DEFAULT_MODELS, NUM_CLASSES, bench_models, bench_nonlocal, nonlocal_grids
+from analysis.profile import resolve_device
 from commands.config import Config, load_config, model_config_file
 from errors import UserError
 from models.attention.non_local import NonLocalBlock
@@ -23,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", nargs="+", default=["res2", "res3"], help="non-local grids to measure")
     parser.add_argument("--mode", default="embedded_gaussian", help="non-local mode of the measured block")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (fastest reported)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
 
 
 def _parse_input(text: str, option: str) -> tuple:
@@ -58,9 +61,10 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
     unknown = [s for s in args.stages if s not in grids]
     if unknown:
         raise UserError(f"--stages: unknown stage {unknown[0]!r}; choose from {', '.join(grids)}")
-    results = {"models": bench_models(cases, args.repeats),
+    device = resolve_device(args.device)
+    results = {"models": bench_models(cases, args.repeats, device),
                "nonlocal_memory": bench_nonlocal({s: grids[s] for s in args.stages}, args.frames, args.mode,
-                                                 args.repeats)}
+                                                 args.repeats, device)}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))

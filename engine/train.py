@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -35,6 +34,7 @@ from engine.metrics import WindowMeans, save_confusion_matrix
 from engine.optim import build_optimizer, build_scheduler
 from engine.preemption import StopRequest, resume_hint
 from engine.precision import autocast, check_amp, grad_scaler
+from engine.step import optimizer_update, place_model, training_loss
 from errors import UserError
 from models.build import build_model
 from video.dataset import VideoDataset
@@ -127,10 +127,7 @@ class Trainer:
             message = init_weights_from(model, self.cfg.trainer.init_from)
             if self.ctx.is_main:
                 print(message, flush=True)
-        if self.cfg.trainer.sync_bn and self.ctx.distributed:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        memory_format = torch.channels_last_3d if self.cfg.trainer.channels_last else torch.contiguous_format
-        return model.to(self.ctx.device, memory_format=memory_format)
+        return place_model(model, self.cfg.trainer, self.ctx.device, self.ctx.distributed)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         """DDP across ranks (one process: the model itself), then torch.compile when asked."""
@@ -197,15 +194,7 @@ class Trainer:
 
     # ---- one optimizer step ------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """{"loss": total, "loss_ce": ..., "loss_<aux>": ...}: CE + sum of weighted auxiliary losses."""
-        ce = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.optim.label_smoothing)
-        terms = {"loss_ce": ce}
-        total = ce
-        weights = self.model.aux_loss_weights()
-        for name, value in self.model.aux_losses().items():
-            terms[f"loss_{name}"] = value
-            total = total + weights[name] * value.float()
-        return {"loss": total, **terms}
+        return training_loss(self.model, logits, labels, self.cfg.optim.label_smoothing)
 
     def _optimizer_step(self, batches) -> None:
         accumulate = self.cfg.optim.accumulate
@@ -225,13 +214,8 @@ class Trainer:
                 terms = self._loss(logits, labels)
                 self.scaler.scale(terms["loss"] / accumulate).backward()
             self.window.add(terms)
-        if self.cfg.optim.clip_grad > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
         self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used, for the log
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer_update(self.model, self.optimizer, self.scaler, self.cfg.optim.clip_grad)
         self.scheduler.step()
 
     # ---- logging -----------------------------------------------------------------------------

@@ -34,6 +34,11 @@ class PositionAttention(nn.Module):
         self.value = nn.Conv3d(in_channels, in_channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
+    @property
+    def attention_path(self) -> str:
+        """`sdpa` (kernel chosen at run time) or `reference` (the N x N matrix)."""
+        return "reference" if self.implementation == "reference" else "sdpa"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (to_tokens(conv(x)) for conv in (self.query, self.key, self.value))
         if self.implementation == "reference":

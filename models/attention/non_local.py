@@ -10,7 +10,8 @@ time into chunks that attend only within themselves. The output BN starts with z
 block is the identity.
 
 `implementation`: `reference` builds the Nq x Nk affinity matrix; `fused` never does: the softmax modes
-go through scaled_dot_product_attention (CPU flash kernel: saves q, k, v, output and log-sum-exp),
+go through scaled_dot_product_attention (CPU flash kernel: saves q, k, v, output and log-sum-exp; where
+SDPA would take its math kernel, an exact query-chunked equivalent that saves the same),
 dot_product uses associativity theta (phi^T g) / N (linear in N), and concatenation uses
 w^T[theta_i, phi_j] = a_i + b_j: with b sorted, the j where a_i + b_j > 0 are a prefix, so
 sum_j ReLU(a_i + b_j) g_j = a_i * G[c_i] + BG[c_i] from prefix sums G of g and BG of b*g, c_i found by
@@ -31,6 +32,8 @@ from models.registry import ATTENTION
 MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
 SOFTMAX_MODES = ("gaussian", "embedded_gaussian")
 IMPLEMENTATIONS = ("auto", "fused", "reference")
+FUSED_PATHS = {"gaussian": "sdpa", "embedded_gaussian": "sdpa", "dot_product": "associative",
+               "concatenation": "prefix-sum"}
 
 
 def concat_relu_aggregate(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -76,6 +79,14 @@ class NonLocalBlock(nn.Module):
         self.bn = nn.BatchNorm3d(in_channels)
         nn.init.zeros_(self.bn.weight)
         nn.init.zeros_(self.bn.bias)
+
+    @property
+    def attention_path(self) -> str:
+        """How the affinity is aggregated: `sdpa` (its kernel is chosen at run time), `associative`,
+        `prefix-sum` or `reference` (the Nq x Nk matrix)."""
+        if self.implementation == "reference":
+            return "reference"
+        return FUSED_PATHS[self.mode]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         queries, keys = self._query_map(x), self._key_map(x)

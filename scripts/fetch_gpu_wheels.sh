@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Prepare what scripts/gpu_check.sh needs on a GPU machine that has no package index: the py3.12
+# manylinux wheels of the packages its image lacks, pinned as in requirements.txt, into .whl/, and a
+# copy of the shared real clips into .gpu_data/clips. Both folders are git-ignored; carry them
+# (device tool: carry [".whl", ".gpu_data"]). Run here, where pip reaches PyPI.
+#   scripts/fetch_gpu_wheels.sh [--with-decord] [CLIPS_DIR]   (CLIPS_DIR default: ../shared/data/clips)
+# The GPU image (torch 2.11, Python 3.12) lacks omegaconf, av, decord and wandb: omegaconf (the config)
+# and av (the default decoder, imported by video/) are needed; decord (13.6 MB) only with --with-decord;
+# wandb is not (the checks log with logger.wandb.mode=disabled).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+PACKAGES=(omegaconf av)
+if [ "${1:-}" = "--with-decord" ]; then PACKAGES+=(decord); shift; fi
+CLIPS="${1:-../shared/data/clips}"
+pins=()
+for name in "${PACKAGES[@]}"; do
+    pin=$(grep -i "^$name==" requirements.txt) || { echo "error: $name is not pinned in requirements.txt" >&2; exit 2; }
+    pins+=("$pin")
+done
+mkdir -p .whl
+"$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${pins[@]}"
+# keep one version of each package: two make the --no-index install on the GPU machine fail
+for name in "${PACKAGES[@]}"; do
+    count=$(find .whl -maxdepth 1 -iname "${name}-*.whl" | wc -l)
+    [ "$count" -eq 1 ] || { echo "error: .whl holds $count wheels of $name; keep one" >&2; exit 2; }
+done
+if [ -d "$CLIPS" ]; then
+    mkdir -p .gpu_data
+    rm -rf .gpu_data/clips
+    cp -r "$CLIPS" .gpu_data/clips
+    chmod -R u+w .gpu_data/clips
+else
+    echo "note: no clips folder $CLIPS; the decoded bench train checks will be skipped" >&2
+fi
+tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+carried=$(du -cb .whl .gpu_data 2>/dev/null | tail -1 | cut -f1)
+total=$((tracked + carried))
+echo "wheels: $(du -cb .whl/*.whl | tail -1 | cut -f1) bytes; clips: $(du -sb .gpu_data 2>/dev/null | cut -f1 || echo 0) bytes;" \
+     "with the tracked tree $total bytes of the device tool's 67108864 (64 MiB)"
+[ "$total" -le 67108864 ] || { echo "error: that is over 64 MiB: leave out decord or some clips" >&2; exit 2; }

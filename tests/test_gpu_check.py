@@ -1,0 +1,41 @@
+"""scripts/gpu_check.sh in its CPU mode (CUDA hidden): every check runs at tiny sizes or is listed as
+skipped with its reason, so the one-shot GPU script cannot rot between GPU runs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DESIGN_KEYS = {"clips_per_s", "data_wait", "peak_bytes", "device", "attention"}
+CUDA_ONLY_TESTS = {"test_fused_res2_block_needs_a_quarter_of_the_reference_memory",
+                   "test_training_steps_stay_finite[fp16-gradscaler]", "test_training_steps_stay_finite[bf16-compile]",
+                   "test_nccl_one_rank_ddp_with_sync_batchnorm", "test_pinned_memory_loader_feeds_the_gpu"}
+
+
+@pytest.mark.slow
+def test_cpu_mode_runs_every_check_or_names_why_not(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "",
+           "GPU_CHECK_WHEELS": str(tmp_path / "no_wheels")}  # the venv has the packages; install nothing
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert summary["mode"] == "cpu" and summary["failed"] == []
+    checks = {entry["name"]: entry for entry in summary["checks"]}
+    assert {"pytest_cuda", "profile", "bench_model", "bench_train_i3d_tiny_nl_synthetic"} <= set(checks)
+    for entry in checks.values():
+        assert entry["status"] in ("passed", "skipped"), entry
+        assert entry["status"] == "passed" or entry["reason"]
+    for name, entry in checks.items():
+        if name.startswith("bench_train") and entry["status"] == "passed":
+            assert DESIGN_KEYS <= set(entry["figures"]) and entry["figures"]["device"] == "cpu"
+    tests = {t["test"]: t for t in checks["pytest_cuda"]["figures"]["tests"]}
+    assert {name for name, t in tests.items() if t["outcome"] == "skipped"} == CUDA_ONLY_TESTS
+    assert all(t["outcome"] == "passed" for name, t in tests.items() if name not in CUDA_ONLY_TESTS)
+    assert tests["test_no_math_fallback_at_res2_res3[none]"]["figures"]["res2_none_kernel"] == "flash"
+    skipped = {item["check"] for item in summary["skipped"]}
+    assert {f"pytest_cuda::{name}" for name in CUDA_ONLY_TESTS} <= skipped
+    assert (tmp_path / "out" / "profile.md").is_file() and (tmp_path / "out" / "gpu_check.log").is_file()
