@@ -21,7 +21,7 @@ COMMANDS = {
     ("prep", "merge"): ("commands.prep_merge", "join the folders of `prep kinetics --shard i/N` runs into one"),
     ("train",): ("commands.train", "train (alone or under torchrun)"),
     ("test",): ("commands.test", "multi-view test of checkpoint=PATH, writes test_results.json"),
-    ("convert",): ("commands.convert", "a published checkpoint (mmaction2, torchvision) into ours"),
+    ("convert",): ("commands.convert", "a published checkpoint (mmaction2, pytorchvideo, torchvision) into ours"),
     ("predict",): ("commands.predict", "labels of any video, a timeline of sliding clips, Grad-CAM with --explain"),
     ("visualize",): ("commands.visualize", "long-range frame relations of a non-local block"),
     ("profile",): ("commands.profile", "memory and FLOPs of non-local placements"),
