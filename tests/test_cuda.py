@@ -232,18 +232,19 @@ def test_nccl_one_rank_ddp_with_sync_batchnorm(record_property):
     ranks, which one GPU cannot host under NCCL: that part stays unexercised here.)"""
     backend = BACKENDS["cuda"]
     assert backend == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device())
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1,
-                            device_id=DEVICE)
+                            device_id=device)
     try:
         cfg = load_config(str(CONFIG_DIR / "model" / "i3d_tiny_nl.yaml"))
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(build_model(cfg.model, 10)).to(DEVICE)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(build_model(cfg.model, 10)).to(device)
         sync_layers = sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
         assert sync_layers > 0
-        ddp = DistributedDataParallel(model, device_ids=[DEVICE.index or 0])
-        with autocast("bf16", DEVICE):
-            logits = ddp(torch.randn(2, 3, 8, 32, 32, device=DEVICE))
+        ddp = DistributedDataParallel(model, device_ids=[device.index])
+        with autocast("bf16", device):
+            logits = ddp(torch.randn(2, 3, 8, 32, 32, device=device))
         logits.float().sum().backward()
-        total = torch.ones(1, device=DEVICE)
+        total = torch.ones(1, device=device)
         dist.all_reduce(total)
         record_property("sync_batchnorm_layers", sync_layers)
         assert total.item() == 1.0

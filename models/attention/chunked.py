@@ -26,6 +26,12 @@ class ChunkedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
                 block_elements: int) -> torch.Tensor:
+        with torch.autocast(q.device.type, enabled=False):  # the float32 promised above, also under autocast
+            return ChunkedAttention._forward(ctx, q, k, v, scale, block_elements)
+
+    @staticmethod
+    def _forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                 block_elements: int) -> torch.Tensor:
         work = torch.promote_types(q.dtype, torch.float32)
         kw, vw = k.to(work), v.to(work)
         out = q.new_empty(*q.shape[:-1], v.shape[-1])
@@ -41,6 +47,11 @@ class ChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> Tuple[torch.Tensor | None, ...]:
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return ChunkedAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out: torch.Tensor) -> Tuple[torch.Tensor | None, ...]:
         q, k, v, out, lse = ctx.saved_tensors
         scale, work = ctx.scale, lse.dtype
         kw, vw = k.to(work), v.to(work)
