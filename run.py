@@ -26,6 +26,7 @@ COMMANDS = {
     ("bench", "loader"): ("analysis.bench_loader", "loader clips/s against the number of workers"),
     ("bench", "model"): ("analysis.bench_model", "model clips/s and memory, fused vs reference non-local"),
     ("bench", "recovery"): ("commands.bench_recovery", "SIGKILL a torchrun rank N times: recovered/N"),
+    ("bench", "memory"): ("commands.bench_memory", "loader worker RSS growth per 1000 decodes per backend"),
     ("demo",): ("engine.demo", "the end-to-end run behind `make demo`"),
     ("check",): ("commands.check", "decode every listed video as training would; report the bad ones"),
 }
