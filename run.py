@@ -55,7 +55,8 @@ def _split_command(argv: Sequence[str]) -> tuple[tuple[str, ...], List[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    sys.stdout.reconfigure(line_buffering=True)  # each line reaches a redirected log file (`> train.log`) at once
+    if hasattr(sys.stdout, "reconfigure"):  # each line reaches a redirected log file (`> train.log`) at once
+        sys.stdout.reconfigure(line_buffering=True)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
