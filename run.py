@@ -33,6 +33,7 @@ COMMANDS = {
     ("bench", "model"): ("commands.bench_model", "model clips/s and memory, fused vs reference non-local"),
     ("bench", "train"): ("commands.bench_train", "training-step clips/s, data wait, peak memory, attention kernels"),
     ("bench", "recovery"): ("commands.bench_recovery", "SIGKILL a torchrun rank N times: recovered/N"),
+    ("bench", "memory"): ("commands.bench_memory", "loader worker RSS growth per 1000 decodes per backend"),
     ("check",): ("commands.check", "decode every listed video as training would; report the bad ones"),
     ("demo",): ("commands.demo", "the end-to-end run behind `make demo`"),
 }
@@ -61,7 +62,8 @@ def _split_command(argv: Sequence[str]) -> tuple[tuple[str, ...], List[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    sys.stdout.reconfigure(line_buffering=True)  # each line reaches a redirected log file (`> train.log`) at once
+    if hasattr(sys.stdout, "reconfigure"):  # each line reaches a redirected log file (`> train.log`) at once
+        sys.stdout.reconfigure(line_buffering=True)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

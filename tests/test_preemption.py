@@ -19,9 +19,10 @@ from commands.config import CONFIG_DIR, load_config
 from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 from engine.train import train
+from errors import UserError
 
 DEMO = CONFIG_DIR / "experiments" / "demo.yaml"
-STEPS = 12
+STEPS = 8
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def data(tmp_path_factory) -> Path:
 
 def overrides(root: Path, *extra: str) -> list:
     return ["--config", str(DEMO), f"data.root={root}", "data.batch_size=1", "data.num_workers=1",
-            "model.dropout=0", f"trainer.max_steps={STEPS}", "trainer.log_every=1", "trainer.checkpoint_every=5",
+            "model.dropout=0", f"trainer.max_steps={STEPS}", "trainer.log_every=1", "trainer.checkpoint_every=3",
             "trainer.threads=1", "trainer.progress_bar=false", "logger.wandb.mode=disabled", *extra]
 
 
@@ -89,6 +90,7 @@ def test_sigterm_stops_after_the_step_and_resume_continues_exactly(data, tmp_pat
     assert len(runs) == 2 and all(name.endswith(run_id) for name in runs)
 
 
+@pytest.mark.slow
 def test_sigusr1_to_one_rank_stops_both_at_the_same_step(data, ddp_reference, tmp_path):
     """SLURM's --signal=USR1 reaching only rank 1 of a 2-rank torchrun job: both ranks stop after the
     same step, torchrun exits 0, and the resumed job ends within 1e-6 of the uninterrupted one."""
@@ -107,10 +109,11 @@ def test_sigusr1_to_one_rank_stops_both_at_the_same_step(data, ddp_reference, tm
     assert duplicated_steps(out) == 0
 
 
+@pytest.mark.slow
 def test_a_killed_rank_is_recovered_by_torchrun_restarts(data, ddp_reference, tmp_path):
-    """SIGKILL to rank 1 by pid mid-epoch under --max-restarts 1: the job restarts from last.pt (step 5)
+    """SIGKILL to rank 1 by pid mid-epoch under --max-restarts 1: the job restarts from last.pt (step 3)
     and ends with the uninterrupted weights; metrics.jsonl repeats no step."""
-    trial = kill_trial(overrides(data), tmp_path / "run", ranks=2, step=7, rank=1, delay=0.1,
+    trial = kill_trial(overrides(data), tmp_path / "run", ranks=2, step=4, rank=1, delay=0.1,
                        reference=ddp_reference)
     log = (tmp_path / "run.log").read_text()
     assert trial.exit_code == 0, log[-3000:]
@@ -118,10 +121,12 @@ def test_a_killed_rank_is_recovered_by_torchrun_restarts(data, ddp_reference, tm
     assert trial.weight_gap <= 1e-6 and trial.duplicated_steps == 0
 
 
+@pytest.mark.slow
 def test_changed_world_size_resumes_at_the_global_position_or_is_refused(data, ddp_reference, tmp_path):
     """One process with 2 accumulated micro-batches of 1 sees the same samples as 2 ranks x 1: stopped
-    after step 3 or later it resumes under 2 ranks and ends at the 2-rank run's weights. The 2-rank
-    checkpoint (4 samples into epoch 1) cannot continue with global batches of 3: one line names both."""
+    after step 3 or later it resumes under 2 ranks and ends at the 2-rank run's parameters (BN running
+    statistics differ by design). The 2-rank checkpoint (16 samples into epoch 0) cannot continue with
+    global batches of 3: the error names both sizes."""
     out = tmp_path / "run"
     args = [*overrides(data, "optim.accumulate=2"), f"run.output_dir={out}"]
     proc = launch(train_command(args), tmp_path / "one.log")
@@ -135,12 +140,9 @@ def test_changed_world_size_resumes_at_the_global_position_or_is_refused(data, d
     assert f"continuing at sample {2 * step} of epoch 0" in (tmp_path / "two.log").read_text()
     assert weight_gap(out / "checkpoints" / "last.pt", ddp_reference, buffers=False) <= 1e-6
 
-    refused = subprocess.run(train_command([*overrides(data, "data.batch_size=3"), f"run.output_dir={tmp_path / 'b3'}",
-                                            f"trainer.resume={ddp_reference}"]),
-                             capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert refused.returncode == 2 and refused.stderr.startswith("error:"), refused.stderr[-2000:]
-    assert refused.stderr.strip().count("\n") == 0
-    assert "2 ranks x data.batch_size=1" in refused.stderr and "1 ranks x data.batch_size=3" in refused.stderr
+    with pytest.raises(UserError, match="written by 2 ranks x data.batch_size=1, this run has 1 ranks x "
+                                         "data.batch_size=3: the 16 samples"):
+        in_process(data, tmp_path / "b3", "data.batch_size=3", f"trainer.resume={ddp_reference}")
 
 
 def test_progress_lines_reach_a_redirected_log_file_as_they_happen(data, tmp_path):
