@@ -100,8 +100,10 @@ def predict_video(model: nn.Module, path: str, cfg: ExperimentConfig, options: P
 
 
 def save_timeline(path: Path, prediction: VideoPrediction, labels: Sequence[str], classes: int) -> Path:
-    """The scores of the video's top classes over time (one point per window, at its centre)."""
-    top = prediction.scores.topk(min(classes, len(labels))).indices.tolist()
+    """Scores over time (one point per window, at its centre) of the classes that win a window, in the
+    order they first do, then of the whole video's top classes, `classes` in all."""
+    winners = prediction.window_scores.argmax(1).tolist() + prediction.scores.topk(min(classes, len(labels))).indices.tolist()
+    top = list(dict.fromkeys(winners))[:classes]
     centres = (prediction.starts + prediction.ends) / 2
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.subplots()
@@ -111,7 +113,8 @@ def save_timeline(path: Path, prediction: VideoPrediction, labels: Sequence[str]
     ax.set_ylim(0, 1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("score")
-    ax.set_title(f"{Path(prediction.path).name}: top classes over {len(centres)} windows", fontsize=9)
+    ax.set_title(f"{Path(prediction.path).name}: the classes that win a window, over {len(centres)} windows",
+                 fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
