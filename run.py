@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
     args = parser.parse_intermixed_args(rest)
-    from commands.config import load_config  # after parsing, so --help stays fast
+    from configs.compose import load_config  # after parsing, so --help stays fast
 
     cfg = load_config(args.config, args.overrides)
     return int(module.run_command(args, cfg) or 0)

@@ -7,28 +7,24 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis.bench_decode import (REFERENCES, SAMPLINGS, bench_case, bench_loader_on, decodable_videos, find_videos,
-                                   open_milliseconds, via_pyav_files)
-from commands.config import Config
+from bench.decode import (REFERENCES, SAMPLINGS, bench_case, bench_loader_on, decodable_videos, open_milliseconds,
+                          via_pyav_files)
+from configs.compose import Config
 from errors import UserError
+from video.files import list_videos
 from video.transforms import build_train_transform
 
 
-def add_video_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--videos DIR` and `--json FILE`, what every bench over a folder of videos takes."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", required=True, type=Path, help="folder of videos to read")
     parser.add_argument("--json", type=Path, help="write the results here")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_video_bench_arguments(parser)
     parser.add_argument("--repeats", type=int, default=2, help="timed passes over the videos per case")
 
 
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
     if args.repeats < 1:
         raise UserError(f"--repeats={args.repeats} must be at least 1")
-    videos = decodable_videos(find_videos(args.videos))  # also the untimed pass that warms the file cache
+    videos = decodable_videos(list_videos(args.videos))  # also the untimed pass that warms the file cache
     forward = via_pyav_files(videos)
     cases = [(backend, sampling) for backend in REFERENCES for sampling in SAMPLINGS]
     with tqdm(total=len(cases) * len(videos) * args.repeats, desc="decode bench", unit="clip") as bar:

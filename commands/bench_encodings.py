@@ -1,5 +1,5 @@
 """`run.py bench encodings --videos DIR1 DIR2 ... [--json FILE] [--rounds N]`: our pipeline's clips/s and
-the bytes on disk for the same videos encoded several ways (see analysis/bench_encodings.py)."""
+the bytes on disk for the same videos encoded several ways (see bench/encodings.py)."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis.bench_encodings import compare_encodings
-from analysis.bench_mmaction2 import CELLS
+from bench.encodings import compare_encodings
+from bench.mmaction2 import CELLS
 from errors import UserError
 
 

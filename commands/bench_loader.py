@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from analysis.bench_loader import bench_loader
-from commands.config import Config
+from bench.loader import bench_loader
+from configs.compose import Config
 from errors import UserError
 from video.dataset import VideoDataset
 

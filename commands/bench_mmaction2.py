@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis.bench_decode import find_videos
-from analysis.bench_mmaction2 import CELLS, compare, require_mmaction2
-from commands.bench_decode import add_video_bench_arguments
+from bench.mmaction2 import CELLS, compare, require_mmaction2
 from errors import UserError
+from video.files import list_videos
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_video_bench_arguments(parser)
+    parser.add_argument("--videos", required=True, type=Path, help="folder of videos to read")
+    parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timed passes over the videos")
 
 
@@ -23,7 +24,7 @@ def run_command(args: argparse.Namespace, cfg) -> int:
     if args.rounds < 1:
         raise UserError(f"--rounds={args.rounds} must be at least 1")
     require_mmaction2()
-    videos = find_videos(args.videos)
+    videos = list_videos(args.videos)
     with tqdm(total=args.rounds * len(videos) * len(CELLS), desc="ours vs mmaction2", unit="clip", leave=False) as bar:
         rows = compare(videos, cfg.data, args.rounds, progress=lambda: bar.update(1))
     print(f"{len(videos)} videos, short side 256, random 224 crop, flip, uint8; {args.rounds} interleaved rounds, "

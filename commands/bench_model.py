@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Dict
 
-from analysis.bench_model import DEFAULT_MODELS, NUM_CLASSES, bench_models, bench_nonlocal, nonlocal_grids
-from analysis.profile import resolve_device
-from commands.config import Config, load_config, model_config_file
+from bench.model import DEFAULT_MODELS, NUM_CLASSES, bench_models, bench_nonlocal, nonlocal_grids
+from analysis.profiling.profile import resolve_device
+from configs.compose import Config, load_config, model_config_file
 from errors import UserError
 from models.attention.non_local import NonLocalBlock
 from models.build import build_model

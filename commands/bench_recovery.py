@@ -12,8 +12,8 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from analysis.recovery import kill_trial, launch, log_tail, random_kills, train_command
-from commands.config import CONFIG_DIR, Config, load_config
+from bench.recovery import kill_trial, launch, log_tail, random_kills, train_command
+from configs.compose import CONFIG_DIR, Config, load_config
 from data_prep.synthetic import write_dataset
 from errors import UserError
 

@@ -5,8 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from analysis.bench_train import BenchTrainSettings, bench_train, format_report
-from commands.config import Config
+from bench.train import BenchTrainSettings, bench_train, format_report
+from configs.compose import Config
 from errors import UserError
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from commands.config import Config
+from configs.compose import Config
 from errors import UserError
 from video.check import CATEGORIES, check_dataset, write_clean_split
 

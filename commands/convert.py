@@ -18,7 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import models.converters  # noqa: F401  (registers the converters)
-from commands.config import Config, load_config
+from configs.compose import Config, load_config
 from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
 from errors import UserError
 from models.build import build_model

@@ -14,13 +14,15 @@ from typing import Any, Dict
 
 from omegaconf import OmegaConf
 
-from analysis.profile import run_profile
-from commands.checkpoints import load_trained
-from commands.config import CONFIG_DIR, Config, load_config
-from commands.train import train_experiment
-from commands.visualize import visualize_checkpoint
+from analysis.profiling.profile import run_profile
+from analysis.relations.visualize import visualize
+from configs.compose import CONFIG_DIR, Config, load_config
+from data_prep.synthetic import writer_if_missing
+from engine.checkpoint import load_trained
 from engine.distributed import init_distributed
 from engine.evaluate import run_test
+from engine.run_log import log_images
+from engine.train import train
 from errors import UserError
 
 DEMO_CONFIG = CONFIG_DIR / "experiments" / "demo.yaml"
@@ -49,12 +51,14 @@ def run_demo(cfg: Config, out: Path) -> Dict[str, Any]:
     """Every stage of the demo; returns the summary written to `out/summary.json`."""
     started = time.perf_counter()
     cfg = OmegaConf.merge(cfg, {"run": {"output_dir": str(out)}})
-    trained = train_experiment(cfg)
+    trained = train(cfg, writer_if_missing(Path(cfg.data.root), cfg.prep.synthetic, cfg.prep.synthetic_if_missing))
     checkpoint = Path(trained["best_checkpoint"])
     model, _, labels = load_trained(checkpoint)
     results = run_test(model, labels, cfg, out, init_distributed(cfg.trainer.device))
-    figures = visualize_checkpoint(str(checkpoint), str(first_video_of(Path(cfg.data.root), cfg.test.split, VISUALIZED_CLASS)),
-                        str(out / "visualization"))
+    video = first_video_of(Path(cfg.data.root), cfg.test.split, VISUALIZED_CLASS)
+    figures = visualize(model, cfg.data, labels, str(video), out / "visualization", cfg.visualize, None, "auto",
+                        str(checkpoint))
+    log_images(cfg, out / "visualization", "visualize", figures)
     run_profile(cfg.model, cfg.profile, out / "profile")
     summary = {
         "val_top1": results["top1"], "val_top5": results["top5"], "mean_class_acc": results["mean_class_acc"],

@@ -1,7 +1,7 @@
 """`run.py predict checkpoint=PATH --video FILE_OR_DIR --out DIR [--top-k K] [--explain [--class NAME]]`.
 
 Every video (a folder is searched recursively) gets its top-k labels over the checkpoint's test views
-and a timeline of sliding windows (analysis/predict.py); DIR/predictions.json holds them all with
+and a timeline of sliding windows (inference/predict.py); DIR/predictions.json holds them all with
 every unreadable video and its reason, DIR/<stem>_timeline.png the timeline of each video longer than
 one window, and with --explain DIR/<stem>_gradcam.png/.mp4 a Grad-CAM of `predict.gradcam_layer`.
 """
@@ -14,14 +14,14 @@ from typing import Dict, List
 
 from tqdm import tqdm
 
-from analysis.explain import explain_video
-from analysis.predict import check_options, predict_video, save_timeline
-from commands.checkpoints import checkpoint_argument, load_trained
-from commands.config import Config
-from commands.test import test_config
+from inference.explain import explain_video
+from inference.predict import check_options, predict_video, save_timeline
+from configs.compose import Config, checkpoint_path, config_for_checkpoint
+from engine.checkpoint import load_trained
 from engine.distributed import init_distributed
 from errors import UserError
-from video.decode import VIDEO_SUFFIXES, VideoDecodeError
+from video.decode import VideoDecodeError
+from video.files import list_videos
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,26 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class", dest="class_name", help="explain this class instead of the predicted one")
 
 
-def find_videos(path: Path) -> List[Path]:
-    """The file itself, or every video below the folder (sorted)."""
-    if path.is_dir():
-        videos = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-        if not videos:
-            raise UserError(f"--video {path}: no video files ({', '.join(VIDEO_SUFFIXES)}) below this folder")
-        return videos
-    if not path.exists():
-        raise UserError(f"--video {path}: no such file or folder")
-    return [path]
-
-
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    model, trained, labels = load_trained(checkpoint_argument(cfg, "predict"))
-    cfg = test_config(args, cfg, trained)
+    model, trained, labels = load_trained(checkpoint_path(cfg, "predict"), Config)
+    cfg = config_for_checkpoint(trained, cfg, args.config, args.overrides)
     options = cfg.predict
     if args.top_k is not None:
         options.top_k = args.top_k
     check_options(options)
-    videos = find_videos(args.video)
+    videos = list_videos(args.video, "--video")
     device = init_distributed(cfg.trainer.device).device
     model = model.to(device)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from commands.config import Config
+from configs.compose import Config
 from data_prep.kinetics import Options, choose, parse_shard, prepare, read_annotations, take_shard
 from errors import UserError
 

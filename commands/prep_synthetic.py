@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from commands.config import Config
+from configs.compose import Config
 from data_prep.synthetic import CLASSES, write_dataset
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.profile import run_profile
-from commands.config import CONFIG_DIR, Config, config_from_dict, load_config
-from engine.checkpoint import load_checkpoint
+from analysis.profiling.profile import run_profile
+from configs.compose import CONFIG_DIR, Config, load_config
+from engine.checkpoint import load_trained
 
 DEFAULT_SWEEP = CONFIG_DIR / "profile" / "default.yaml"
 
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
     if args.config is None:
         cfg = load_config(str(DEFAULT_SWEEP), args.overrides)
-    model_cfg = config_from_dict(load_checkpoint(cfg.checkpoint)["config"]).model if cfg.checkpoint else cfg.model
+    model_cfg = load_trained(cfg.checkpoint)[1].model if cfg.checkpoint else cfg.model
     result = run_profile(model_cfg, cfg.profile, args.out, args.json, args.budget)
     unmodelled = sorted({name for row in result["rows"] for name in row["unmodelled_layers"]})
     if unmodelled:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.sizes import markdown, size_rows
-from commands.config import Config, load_config, model_config_file
+from analysis.profiling.sizes import markdown, size_rows
+from configs.compose import Config, load_config, model_config_file
 
 CONFIGS = ("tsn_r50", "tsn_r50_iaa", "c2d_r50", "c2d_r50_nl5", "i3d_r50", "i3d_r50_nl5", "i3d_r50_nl5_iaa",
            "i3d_r50_cbam")

@@ -1,19 +1,16 @@
 """`run.py visualize checkpoint=PATH --video FILE --out DIR [--block NAME] [--query t,y,x|auto]`.
 
-Writes DIR/relations.png, .mp4, .json (and pyramid_maps.png for IAA models) from analysis/visualize.py;
+Writes DIR/relations.png, .mp4, .json (and pyramid_maps.png for IAA models) from analysis/relations/visualize.py;
 wandb (logger.wandb.mode other than disabled) gets the images.
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Dict
 
-from analysis.visualize import visualize
-from commands.checkpoints import checkpoint_argument, load_trained
-from commands.config import Config
-from commands.test import test_config
-from engine.logging import WandbSink
+from analysis.relations.visualize import visualize
+from configs.compose import Config, checkpoint_path, config_for_checkpoint
+from engine.checkpoint import load_trained
+from engine.run_log import log_images
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,31 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query", default="auto", help="t,y,x in sampled-frame pixels, or auto (default)")
 
 
-def log_to_wandb(cfg: Config, out_dir: Path, files: Dict[str, str]) -> None:
-    """Images to wandb when enabled (offline by default), next to the files."""
-    if cfg.logger.wandb.mode == "disabled":
-        return
-    sink = WandbSink(cfg, {"visualize": {"files": files}}, out_dir)
-    for key, name in (("png", "relations"), ("pyramid_maps", "pyramid_maps")):
-        if key in files:
-            sink.log_image(f"visualize/{name}", Path(files[key]), 0)
-    sink.close()
-
-
-def visualize_checkpoint(checkpoint: str, video: str, out_dir: str | Path, block: str | None = None,
-                         query: str = "auto", args: argparse.Namespace | None = None,
-                         cfg: Config | None = None) -> Dict[str, str]:
-    """`visualize` on a checkpoint's model with its config, or with the command line's `args` and `cfg`
-    on top of it as `test` composes them (data, `visualize.*` and `logger.*` options)."""
-    model, trained, labels = load_trained(checkpoint)
-    cfg = trained if cfg is None else test_config(args, cfg, trained)
-    files = visualize(model, cfg.data, labels, video, out_dir, cfg.visualize, block, query, str(checkpoint))
-    log_to_wandb(cfg, Path(out_dir), files)
-    return files
-
-
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    files = visualize_checkpoint(checkpoint_argument(cfg, "visualize"), args.video, args.out, args.block, args.query,
-                                 args, cfg)
+    path = checkpoint_path(cfg, "visualize")
+    model, trained, labels = load_trained(path, Config)
+    cfg = config_for_checkpoint(trained, cfg, args.config, args.overrides)
+    files = visualize(model, cfg.data, labels, args.video, args.out, cfg.visualize, args.block, args.query, path)
+    log_images(cfg, args.out, "visualize", files)
     print("visualize: wrote " + ", ".join(files.values()))
     return 0

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from errors import UserError
 from video.dataset import read_labels
-from video.decode import VIDEO_SUFFIXES, VideoDecodeError, open_video
+from video.decode import VideoDecodeError, open_video
+from video.files import VIDEO_SUFFIXES
 from video.encode import VideoWriter
 
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -202,6 +202,21 @@ def _check(cfg: SyntheticConfig) -> None:
         raise UserError(f"prep.synthetic.frames={cfg.frames}: need at least 6 frames for cue and event")
     if cfg.train_per_class < 1 or cfg.val_per_class < 1:
         raise UserError("prep.synthetic.train_per_class and val_per_class must be at least 1")
+
+
+def writer_if_missing(root: Path, cfg: SyntheticConfig, enabled: bool) -> Optional[Callable[[], None]]:
+    """The action that writes the synthetic dataset to `root` when it has no labels.txt (for
+    `prep.synthetic_if_missing`); None when not `enabled`. The answer depends on the config only, so
+    every rank of a job gets the same one and all of them can wait for rank 0 to run it."""
+    if not enabled:
+        return None
+
+    def write() -> None:
+        if not (root / "labels.txt").is_file():
+            print(f"writing the built-in synthetic dataset to {root}", flush=True)
+            write_dataset(root, cfg, progress=False)
+
+    return write
 
 
 def write_dataset(out: Path, cfg: SyntheticConfig, progress: bool = True) -> Dict[str, int]:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, Type, TypeVar
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from engine.config import ExperimentConfig, experiment_from_dict
+from engine.config import ExperimentConfig, config_from_dict
 from errors import UserError
+from models.weights import read_torch_file, state_dict_mismatch
+
+C = TypeVar("C", bound=ExperimentConfig)
 
 FORMAT = 1
 REQUIRED_KEYS = ("format", "model", "config", "labels", "step")
@@ -62,15 +65,8 @@ def save_checkpoint(state: Dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> Dict[str, Any]:
-    """Read a checkpoint onto the CPU; a missing, unreadable or foreign file is a UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle errors, random bytes: all mean "corrupt"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({reason[:200]})") from exc
+    """Read a checkpoint of ours onto the CPU; a missing, unreadable or foreign file is a UserError."""
+    state = read_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise UserError(f"checkpoint {path} is not a checkpoint of this toolkit (expected keys {REQUIRED_KEYS})")
     if state["format"] != FORMAT:
@@ -80,17 +76,10 @@ def load_checkpoint(path: str | Path) -> Dict[str, Any]:
 
 def load_model_state(model: nn.Module, state: Dict[str, Any], path: str | Path) -> None:
     """Load weights strictly; a checkpoint made for another architecture is a one-line UserError."""
-    result = model.state_dict()
-    weights = state["model"]
-    missing = sorted(set(result) - set(weights))
-    unexpected = sorted(set(weights) - set(result))
-    wrong_shape = sorted(k for k in set(result) & set(weights) if result[k].shape != weights[k].shape)
-    if missing or unexpected or wrong_shape:
-        parts = [f"{label} {names[:3]}{' ...' if len(names) > 3 else ''}"
-                 for label, names in (("missing", missing), ("unexpected", unexpected),
-                                      ("wrong shape", wrong_shape)) if names]
-        raise UserError(f"checkpoint {path} does not match the model of this config: {'; '.join(parts)}")
-    model.load_state_dict(weights)
+    mismatch = state_dict_mismatch(model.state_dict(), state["model"])
+    if mismatch:
+        raise UserError(f"checkpoint {path} does not match the model of this config: {mismatch}")
+    model.load_state_dict(state["model"])
 
 
 def init_weights_from(model: nn.Module, path: str | Path) -> str:
@@ -99,15 +88,10 @@ def init_weights_from(model: nn.Module, path: str | Path) -> str:
     weights = load_checkpoint(path)["model"]
     target = model.state_dict()
     head = sorted(k for k in target if k.startswith("head.") and k in weights and weights[k].shape != target[k].shape)
-    kept = {k: v for k, v in weights.items() if k not in head}
-    missing = sorted(set(target) - set(kept) - set(head))
-    unexpected = sorted(set(kept) - set(target))
-    wrong = sorted(k for k in set(kept) & set(target) if kept[k].shape != target[k].shape)
-    if missing or unexpected or wrong:
-        parts = [f"{label} {names[:3]}{' ...' if len(names) > 3 else ''}"
-                 for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if names]
-        raise UserError(f"trainer.init_from={path} does not fit the model of this config: {'; '.join(parts)}")
-    model.load_state_dict({**target, **kept})
+    mismatch = state_dict_mismatch(target, weights, ignore=head)
+    if mismatch:
+        raise UserError(f"trainer.init_from={path} does not fit the model of this config: {mismatch}")
+    model.load_state_dict({**target, **{k: v for k, v in weights.items() if k not in head}})
     if head:
         old, new = weights[head[0]].shape[0], target[head[0]].shape[0]
         return (f"initialised from {path}; its classifier ({old} classes) was re-initialised for {new} classes "
@@ -129,16 +113,13 @@ def resolve_resume(spec: str, checkpoint_dir: Path) -> Path | None:
     return Path(spec)
 
 
-def model_from_state(state: Dict[str, Any], path: str | Path) -> nn.Module:
-    """The model a loaded checkpoint describes (its config's `model.*`, its labels), weights loaded, in eval mode."""
+def load_trained(path: str | Path, schema: Type[C] = ExperimentConfig) -> Tuple[nn.Module, C, List[str]]:
+    """(model in eval mode on the CPU, the stored config typed by `schema`, the class names) of a checkpoint:
+    the one way a checkpoint becomes a model. The network is the checkpoint's own (its `model.*`)."""
     from models.build import build_model  # the models package is only needed to rebuild
 
-    model = build_model(experiment_from_dict(state["config"]).model, len(state["labels"]))
-    load_model_state(model, state, path)
-    return model.eval()
-
-
-def load_for_inference(path: str | Path) -> Tuple[nn.Module, ExperimentConfig, List[str]]:
-    """(model in eval mode on the CPU, its config, its class names) from a checkpoint file."""
     state = load_checkpoint(path)
-    return model_from_state(state, path), experiment_from_dict(state["config"]), list(state["labels"])
+    cfg = config_from_dict(state["config"], schema)
+    model = build_model(cfg.model, len(state["labels"]))
+    load_model_state(model, state, path)
+    return model.eval(), cfg, list(state["labels"])

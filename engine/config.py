@@ -2,7 +2,7 @@
 
 `ExperimentConfig` is what training and evaluation need: `run.*`, `data.*` (video/config.py),
 `model.*` (models/config.py), `optim.*`, `trainer.*`, `test.*`, `logger.*`. The command layer
-(commands/config.py) composes it with the other packages' sections and the YAML files.
+(configs/compose.py) composes it with the other packages' sections and the YAML files.
 """
 from __future__ import annotations
 
@@ -102,11 +102,11 @@ def describe_config_error(exc: OmegaConfBaseException) -> str:
     return f"config key '{key}': {message}" if key else message
 
 
-def experiment_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
-    """The engine's part of a stored config (checkpoints hold the whole composed config)."""
-    own = {f.name for f in fields(ExperimentConfig)}
+def config_from_dict(data: Mapping[str, Any], schema: type = ExperimentConfig) -> Any:
+    """A stored config (checkpoints hold the whole composed config) typed by `schema`: its sections only."""
+    own = {f.name for f in fields(schema)}
     try:
-        return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), {k: v for k, v in data.items() if k in own})
+        return OmegaConf.merge(OmegaConf.structured(schema), {k: v for k, v in data.items() if k in own})
     except OmegaConfBaseException as exc:
         raise UserError(describe_config_error(exc)) from exc
 

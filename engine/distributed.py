@@ -11,7 +11,9 @@ its own key prefix.
 """
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, List, Optional
@@ -138,3 +140,22 @@ def broadcast_buffers(model: nn.Module, ctx: DistContext) -> None:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
 
+
+def tag_warnings(rank: int) -> None:
+    """Prefix `[rank R]` to the Python warnings and log records this process prints, so a warning of any
+    rank of a torchrun job says where it came from."""
+    show = warnings.showwarning
+
+    def show_tagged(message, category, filename, lineno, file=None, line=None):
+        show(f"[rank {rank}] {message}", category, filename, lineno, file, line)
+
+    warnings.showwarning = show_tagged
+    make_record = logging.getLogRecordFactory()
+
+    def tagged_record(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        if isinstance(record.msg, str):
+            record.msg = f"[rank {rank}] {record.msg}"
+        return record
+
+    logging.setLogRecordFactory(tagged_record)

@@ -53,7 +53,7 @@ def view_probabilities(model: nn.Module, clips: torch.Tensor, device: torch.devi
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, ctx: DistContext, cfg: ExperimentConfig) -> Evaluation:
+def evaluate(model: nn.Module, loader, ctx: DistContext, cfg: ExperimentConfig) -> Evaluation:
     """Score this rank's shard, gather every rank's results by index, and compute the metrics."""
     model.eval()
     samples = loader.dataset.samples
@@ -84,7 +84,7 @@ def predict(model: nn.Module, loader, ctx: DistContext, cfg: ExperimentConfig) -
 
 
 def results_document(evaluation: Evaluation, dataset: VideoDataset, views: int) -> dict:
-    """The `test_results.json` document (keys fixed by DESIGN.md)."""
+    """The `test_results.json` document (keys fixed by docs/interfaces.md)."""
     names = dataset.labels
     per_video = [{"path": dataset.samples[i][0], "label": names[evaluation.labels[i]],
                   "pred": names[int(evaluation.scores[i].argmax())],
@@ -108,7 +108,7 @@ def run_test(model: nn.Module, labels: List[str], cfg: ExperimentConfig, out_dir
     data_cfg = OmegaConf.merge(cfg.data, {"batch_size": cfg.test.batch_size or cfg.data.batch_size})
     loader = build_loader(dataset, data_cfg, train=False, rank=ctx.rank, world_size=ctx.world_size,
                           seed=cfg.run.seed, device_type=ctx.device.type)
-    evaluation = predict(model.to(ctx.device), loader, ctx, cfg)
+    evaluation = evaluate(model.to(ctx.device), loader, ctx, cfg)
     results = results_document(evaluation, dataset, views)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)

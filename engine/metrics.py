@@ -1,7 +1,9 @@
-"""Classification metrics from per-video scores: top-k, mean class accuracy, per-class, confusion matrix."""
+"""Meters: classification metrics from per-video scores (top-k, mean class accuracy, per-class, confusion
+matrix), windowed means, and the training throughput (clips/s and the share of time spent waiting for data)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -94,3 +96,24 @@ class WindowMeans:
         total = all_reduce_sum(local)
         self.sums, self.count = {}, 0
         return {name: (total[i] / total[-1].clamp(min=1)).item() for i, name in enumerate(names)}
+
+
+class ThroughputMeter:
+    """Clips/s and the share of wall time spent waiting for the next batch, over a window of steps."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.start = time.perf_counter()
+        self.wait = 0.0
+        self.clips = 0
+
+    def waited(self, seconds: float, clips: int) -> None:
+        self.wait += seconds
+        self.clips += clips
+
+    def summary(self, world_size: int) -> Dict[str, float]:
+        """Global clips/s (every rank runs the same batch size) and this rank's data-wait share."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return {"clips_per_s": self.clips * world_size / elapsed, "data_wait": self.wait / elapsed}

@@ -26,11 +26,11 @@ from engine.checkpoint import (config_to_container, init_weights_from, load_chec
                                resolve_resume, rng_state, save_checkpoint, set_rng_state)
 from engine.config import ExperimentConfig, run_dir, save_config
 from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum, any_rank, barrier,
-                                broadcast_buffers, init_distributed, shutdown)
-from engine.evaluate import Evaluation, predict
+                                broadcast_buffers, init_distributed, shutdown, tag_warnings)
+from engine.evaluate import Evaluation, evaluate
 from engine.inputs import model_input
-from engine.logging import ProgressBar, ThroughputMeter, build_run_logger, tag_warnings
-from engine.metrics import WindowMeans, save_confusion_matrix
+from engine.metrics import ThroughputMeter, WindowMeans, save_confusion_matrix
+from engine.run_log import ProgressBar, build_run_logger
 from engine.optim import build_optimizer, build_scheduler
 from engine.preemption import StopRequest, resume_hint
 from engine.precision import autocast, check_amp, grad_scaler
@@ -252,7 +252,7 @@ class Trainer:
         training RNG streams are left exactly as they were."""
         saved = rng_state()
         broadcast_buffers(self.model, self.ctx)
-        evaluation = predict(self.model, self.val_loader, self.ctx, self.cfg)
+        evaluation = evaluate(self.model, self.val_loader, self.ctx, self.cfg)
         self.model.train()
         set_rng_state(saved)
         return evaluation

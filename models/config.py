@@ -5,7 +5,7 @@ from typing import Any, Dict, List
 
 @dataclass
 class IAAConfig:
-    """Interaction-aware spatio-temporal pyramid attention head (DESIGN.md)."""
+    """Interaction-aware spatio-temporal pyramid attention head."""
 
     enabled: bool = False
     stages: List[int] = field(default_factory=lambda: [3, 4, 5])

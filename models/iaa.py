@@ -1,4 +1,4 @@
-"""Interaction-aware spatio-temporal pyramid attention head and its PCA-style loss (DESIGN.md).
+"""Interaction-aware spatio-temporal pyramid attention head and its PCA-style loss.
 
 Stage features (the pyramid) are average-pooled to the grid of the deepest stage, projected to `dim`
 channels, and every position of every scale and time becomes a row of X (N x C). Scores S = X A + b with

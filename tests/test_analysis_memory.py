@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-import analysis.attention_memory  # noqa: F401  (registers the attention blocks' memory rules)
-from analysis.memory import measure_forward
-from analysis.memory_model import SAVE_RULES, predict_saved_bytes
-from commands.config import load_config
+import analysis.profiling.attention_memory  # noqa: F401  (registers the attention blocks' memory rules)
+from analysis.profiling.measure import measure_forward
+from analysis.profiling.memory_model import SAVE_RULES, predict_saved_bytes
+from configs.compose import load_config
 from models.attention.non_local import MODES, NonLocalBlock
 from models.build import build_model
 from models.registry import ATTENTION

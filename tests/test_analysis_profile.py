@@ -7,14 +7,14 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from analysis.budget import largest_fitting_batch, parse_bytes
-from analysis.profile import mark_budget, run_profile
-from analysis.sweep import expand_sweep
-from commands.config import load_config
+from analysis.profiling.budget import largest_fitting_batch, parse_bytes
+from analysis.profiling.profile import mark_budget, run_profile
+from analysis.profiling.sweep import expand_sweep
+from configs.compose import load_config
 from errors import UserError
 from tests.conftest import ROOT
 
-DESIGN_KEYS = {"placement", "frames", "size", "batch", "implementation", "params", "gflops", "activation_bytes",
+CONTRACT_KEYS = {"placement", "frames", "size", "batch", "implementation", "params", "gflops", "activation_bytes",
                "predicted_activation_bytes", "nonlocal_affinity_bytes", "peak_bytes", "fits_budget"}
 RES4_NL = {"name": "res4.1", "attention": [{"type": "nonlocal", "stages": [4], "blocks": [1]}]}
 
@@ -79,7 +79,7 @@ def test_profile_rows_against_a_hand_computation(tmp_path):
                        subsample=[True], implementations=["reference", "fused"], device="cpu")
     result = run_profile(cfg.model, cfg.profile, tmp_path / "out", json_path=tmp_path / "rows.json", budget="13MiB")
     rows = {(r["placement"], r["implementation"]): r for r in result["rows"]}
-    assert len(rows) == 3 and all(DESIGN_KEYS <= set(r) for r in rows.values())
+    assert len(rows) == 3 and all(CONTRACT_KEYS <= set(r) for r in rows.values())
     base, ref, fused = rows[("none", "-")], rows[("res4.1", "reference")], rows[("res4.1", "fused")]
     # tiny I3D at 8x64x64: res4 is 64 channels on a 2x4x4 grid; subsampled keys 2x2x2
     queries, keys, batch = 2 * 4 * 4, 2 * 2 * 2, 2

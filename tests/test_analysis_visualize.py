@@ -1,5 +1,4 @@
 """Relation visualization: coordinate mapping, a constructed attention with a known answer, real files out."""
-import argparse
 import json
 import math
 from pathlib import Path
@@ -11,11 +10,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from analysis.relations import GridMap, parse_query, query_relation
-from analysis.visualize import check_options
-from commands.visualize import visualize_checkpoint
+from analysis.relations.relations import GridMap, parse_query, query_relation
+from analysis.relations.visualize import check_options
+import run
 from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
-from commands.config import load_config
+from configs.compose import load_config
 from errors import UserError
 from models.attention.non_local import NonLocalBlock
 from models.build import build_model
@@ -129,9 +128,16 @@ def _decoded_frames(path) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
+def visualize_command(checkpoint, video, out, *extra):
+    """`run.py visualize` in this process; the files it wrote, keyed as `visualize` returns them."""
+    assert run.main(["visualize", f"checkpoint={checkpoint}", "--video", str(video), "--out", str(out), *extra]) == 0
+    names = {"png": "relations.png", "mp4": "relations.mp4", "json": "relations.json", "pyramid_maps": "pyramid_maps.png"}
+    return {key: str(Path(out) / name) for key, name in names.items() if (Path(out) / name).is_file()}
+
+
 def test_visualize_writes_valid_files_from_a_real_video(tmp_path, clips_dir):
     checkpoint, cfg = _tiny_checkpoint(tmp_path)
-    files = visualize_checkpoint(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis", query="3,20,30")
+    files = visualize_command(checkpoint, clips_dir / "hmdb51_golf.avi", tmp_path / "vis", "--query", "3,20,30")
     for key in ("png", "pyramid_maps"):
         with Image.open(files[key]) as image:
             image.verify()
@@ -146,23 +152,21 @@ def test_visualize_writes_valid_files_from_a_real_video(tmp_path, clips_dir):
 
 def test_visualize_fused_block_by_name_with_auto_query_and_wandb(tmp_path, clips_dir):
     checkpoint, _ = _tiny_checkpoint(tmp_path, ["model.attention.0.implementation=fused"])
-    overrides = ["logger.wandb.mode=offline", "visualize.top_k=3"]
-    files = visualize_checkpoint(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis",
-                                 block="res3.1.nonlocal", args=argparse.Namespace(config=None, overrides=overrides),
-                                 cfg=load_config(None, overrides))
+    files = visualize_command(checkpoint, clips_dir / "hmdb51_golf.avi", tmp_path / "vis", "--block", "res3.1.nonlocal",
+                              "logger.wandb.mode=offline", "visualize.top_k=3")
     numbers = json.loads(Path(files["json"]).read_text())
     assert numbers["block"] == "res3.1.nonlocal" and numbers["requested_query"] == "auto"
     assert len(numbers["partners"]) == 3
     images = {p.name.split("_")[0] for p in (tmp_path / "vis" / "wandb").glob("offline-run-*/files/media/images/*/*.png")}
     assert images == {"relations", "pyramid"}
     with pytest.raises(UserError, match="res9.0.nonlocal"):
-        visualize_checkpoint(str(checkpoint), str(clips_dir / "hmdb51_golf.avi"), tmp_path / "vis", block="res9.0.nonlocal")
+        visualize_command(checkpoint, clips_dir / "hmdb51_golf.avi", tmp_path / "vis", "--block", "res9.0.nonlocal")
 
 
 def test_visualize_danet_position_attention(tmp_path, clips_dir):
     checkpoint, _ = _tiny_checkpoint(tmp_path, ["model.attention=[{type: pam, stages: [4], blocks: [1]}]",
                                                 "visualize.iaa_maps=false"])
-    files = visualize_checkpoint(str(checkpoint), str(clips_dir / "tai_chi_k400.mp4"), tmp_path / "vis")
+    files = visualize_command(checkpoint, clips_dir / "tai_chi_k400.mp4", tmp_path / "vis")
     numbers = json.loads(Path(files["json"]).read_text())
     assert numbers["block"] == "res4.1.pam" and numbers["key_grid"] == numbers["grid"]  # PAM keeps every key
     assert "pyramid_maps" not in files and _decoded_frames(files["mp4"]) == 8

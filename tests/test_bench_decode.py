@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import run
-from analysis.bench_decode import bare_decord, bare_pyav
+from bench.decode import bare_decord, bare_pyav
 from errors import UserError
 from tests.video_helpers import read_barcodes, write_barcode_video
 

@@ -1,4 +1,4 @@
-"""`bench train`: the JSON keys of DESIGN.md on tiny CPU runs, synthetic and decoded, and its errors."""
+"""`bench train`: the JSON keys of docs/interfaces.md on tiny CPU runs, synthetic and decoded, and its errors."""
 import json
 
 import pytest

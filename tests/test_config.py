@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from commands.config import load_config
+from configs.compose import load_config
 from engine.config import run_dir, save_config
 from errors import UserError
 from tests.conftest import ROOT

@@ -16,7 +16,7 @@ import yaml
 
 import run
 from commands.convert import convert
-from engine.checkpoint import load_for_inference
+from engine.checkpoint import load_trained
 from engine.inputs import model_input
 from errors import UserError
 from tests.mmaction2_modules import build, published_config
@@ -93,7 +93,7 @@ def convert_args(path: Path, out: Path, **extra) -> argparse.Namespace:
 def test_converted_logits_equal_mmaction2s(tmp_path, variant):
     path, theirs, config = mmaction2_file(tmp_path, variant)
     convert(convert_args(path, tmp_path / "ours.pt"))
-    ours, ours_cfg, labels = load_for_inference(tmp_path / "ours.pt")
+    ours, ours_cfg, labels = load_trained(tmp_path / "ours.pt")
     assert len(labels) == 400
     clip = torch.randint(0, 256, CLIP, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     mean = torch.tensor(config.model.data_preprocessor.mean).view(3, 1, 1, 1)
@@ -128,7 +128,7 @@ def test_inferred_settings_and_what_the_weights_cannot_tell(tmp_path, capsys):
     torch.save({"meta": {"cfg": config.pretty_text}, "state_dict": torch.load(renamed)["state_dict"]}, renamed)
     result = convert(convert_args(renamed, tmp_path / "c.pt"))  # mmengine's stored config text
     assert "non-local mode dot_product: from the checkpoint's stored config" in result["notes"]
-    _, cfg, _ = load_for_inference(tmp_path / "c.pt")
+    _, cfg, _ = load_trained(tmp_path / "c.pt")
     entry = cfg.model.attention[0]
     assert (entry.mode, entry.scale, entry.subsample, list(entry.stages)) == ("dot_product", False, True, [3, 4])
     assert [list(b) for b in entry.blocks] == [[1, 3], [1, 3, 5]]
@@ -155,7 +155,7 @@ def test_labels_and_a_config_to_check_against(tmp_path):
         labels = tmp_path / "labels.txt"
         labels.write_text("".join(f"c{i}\n" for i in range(400)))
     convert(convert_args(path, tmp_path / "a.pt", labels=labels, config="configs/model/i3d_r50.yaml"))
-    assert load_for_inference(tmp_path / "a.pt")[2] == labels.read_text().split("\n")[:400]
+    assert load_trained(tmp_path / "a.pt")[2] == labels.read_text().split("\n")[:400]
     with pytest.raises(UserError, match="missing from the source"):  # the weights have no non-local blocks
         convert(convert_args(path, tmp_path / "b.pt", config="configs/model/i3d_r50_nl5.yaml"))
     short = tmp_path / "short.txt"

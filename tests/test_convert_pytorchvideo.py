@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from commands.convert import convert
-from engine.checkpoint import load_for_inference
+from engine.checkpoint import load_trained
 from engine.inputs import model_input
 from tests.random_weights import randomize
 
@@ -24,7 +24,7 @@ def test_converted_logits_equal_pytorchvideos(tmp_path, name):
     torch.save({"model_state": theirs.state_dict()}, path)
     convert(argparse.Namespace(source="pytorchvideo", checkpoint=path, out=tmp_path / "ours.pt", labels=None, arch=None,
                                nonlocal_mode=None, trust_file=False, config=None, overrides=[]))
-    ours, cfg, _ = load_for_inference(tmp_path / "ours.pt")
+    ours, cfg, _ = load_trained(tmp_path / "ours.pt")
     clip = torch.randint(0, 256, (1, 3, 8, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     inputs = model_input(clip, torch.device("cpu"), cfg.data, channels_last=False)
     reference = (clip.float() / 255 - 0.45) / 0.225  # pytorchvideo's Kinetics normalisation

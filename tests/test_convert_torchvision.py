@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from commands.convert import convert
-from engine.checkpoint import load_for_inference
+from engine.checkpoint import load_trained
 from errors import UserError
 from tests.random_weights import randomize
 
@@ -20,7 +20,7 @@ def test_tsn_from_a_torchvision_resnet_scores_as_the_image_network(tmp_path):
                               labels=None, arch=None, nonlocal_mode=None, trust_file=False, config=None, overrides=[])
     result = convert(args)
     assert "depth 18: from the keys" in result["notes"]
-    ours, cfg, labels = load_for_inference(tmp_path / "tsn.pt")
+    ours, cfg, labels = load_trained(tmp_path / "tsn.pt")
     assert cfg.model.arch == "tsn" and len(labels) == 1000
     frames = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from analysis.attention_kernels import observe_kernels
-from analysis.bench_model import nonlocal_grids
+from analysis.profiling.attention_kernels import observe_kernels
+from bench.model import nonlocal_grids
 from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
-from commands.config import CONFIG_DIR, load_config
+from configs.compose import CONFIG_DIR, load_config
 from engine.distributed import BACKENDS
 from engine.inputs import model_input
 from engine.precision import autocast

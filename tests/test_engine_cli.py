@@ -10,7 +10,7 @@ import pytest
 
 from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
-from commands.config import CONFIG_DIR, load_config
+from configs.compose import CONFIG_DIR, load_config
 from engine.train import train
 from tests.conftest import ROOT
 

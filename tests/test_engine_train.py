@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from data_prep.synthetic import write_dataset
-from engine.checkpoint import load_checkpoint, load_for_inference
-from commands.config import CONFIG_DIR, load_config
+from engine.checkpoint import load_checkpoint, load_trained
+from configs.compose import CONFIG_DIR, load_config
 from engine.distributed import init_distributed
 from engine.evaluate import run_test
 from engine.train import Trainer, train
@@ -71,7 +71,7 @@ def test_average_consensus_tsn_stays_at_chance_on_the_xor_pair(learn_data, tmp_p
                       "data.sampling.mode=segments", "data.sampling.num_segments=8", "optim.lr=0.002",
                       "optim.warmup_steps=10", "trainer.epochs=15", "trainer.eval_every=15", "test.crops=1")
     result = train(cfg)
-    model, _, labels = load_for_inference(result["best_checkpoint"])
+    model, _, labels = load_trained(result["best_checkpoint"])
     results = run_test(model, labels, cfg, tmp_path / "run", init_distributed("cpu"))
     xor = [video for video in results["per_video"] if video["label"] in XOR_PAIR]
     pair = [labels.index(name) for name in XOR_PAIR]

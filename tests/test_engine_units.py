@@ -9,9 +9,10 @@ from PIL import Image
 from torch import nn
 
 from engine.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from commands.config import load_config
+from configs.compose import load_config
 from engine.distributed import init_distributed
-from engine.logging import JsonlSink, ThroughputMeter
+from engine.metrics import ThroughputMeter
+from engine.run_log import JsonlSink
 from engine.metrics import WindowMeans, classification_metrics, save_confusion_matrix, topk_accuracy
 from engine.optim import build_optimizer, build_scheduler, parameter_groups
 from engine.precision import check_amp

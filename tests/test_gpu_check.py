@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DESIGN_KEYS = {"clips_per_s", "data_wait", "peak_bytes", "device", "attention"}
+CONTRACT_KEYS = {"clips_per_s", "data_wait", "peak_bytes", "device", "attention"}
 CUDA_ONLY_TESTS = {"test_fused_res2_block_needs_a_quarter_of_the_reference_memory",
                    "test_training_steps_stay_finite[fp16-gradscaler]", "test_training_steps_stay_finite[bf16-compile]",
                    "test_nccl_one_rank_ddp_with_sync_batchnorm", "test_pinned_memory_loader_feeds_the_gpu"}
@@ -32,7 +32,7 @@ def test_cpu_mode_runs_every_check_or_names_why_not(tmp_path):
         assert entry["status"] == "passed" or entry["reason"]
     for name, entry in checks.items():
         if name.startswith("bench_train") and entry["status"] == "passed":
-            assert DESIGN_KEYS <= set(entry["figures"]) and entry["figures"]["device"] == "cpu"
+            assert CONTRACT_KEYS <= set(entry["figures"]) and entry["figures"]["device"] == "cpu"
     tests = {t["test"]: t for t in checks["pytest_cuda"]["figures"]["tests"]}
     assert {name for name, t in tests.items() if t["outcome"] == "skipped"} == CUDA_ONLY_TESTS
     assert all(t["outcome"] == "passed" for name, t in tests.items() if name not in CUDA_ONLY_TESTS)

@@ -1,4 +1,4 @@
-"""`bench model` JSON keys (DESIGN.md) on a tiny run, and the FLOP counter behind `run.py sizes`."""
+"""`bench model` JSON keys (docs/interfaces.md) on a tiny run, and the FLOP counter behind `run.py sizes`."""
 import argparse
 import json
 
@@ -6,10 +6,10 @@ import torch
 import torchvision
 
 from commands import bench_model
-from commands.config import load_config
+from configs.compose import load_config
 from models.build import build_model
 from models.config import ModelConfig
-from analysis.sizes import forward_macs
+from analysis.profiling.sizes import forward_macs
 
 
 def test_bench_model_writes_the_documented_keys(tmp_path):

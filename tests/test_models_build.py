@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from commands.config import load_config
+from configs.compose import load_config
 from errors import UserError
 from models.build import build_model
 from models.config import ModelConfig

@@ -7,8 +7,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import models.attention.chunked as chunked
-from analysis.attention_kernels import observe_kernels
-from analysis.memory import measure_forward
+from analysis.profiling.attention_kernels import observe_kernels
+from analysis.profiling.measure import measure_forward
 from models.attention.chunked import chunked_attention
 from models.attention.danet import PositionAttention
 from models.attention.non_local import NonLocalBlock
@@ -55,7 +55,7 @@ def test_chunked_path_holds_one_block_of_the_affinity_at_a_time(monkeypatch):
 
 @pytest.mark.parametrize("mode", ["embedded_gaussian", "gaussian"])
 def test_chunked_path_saves_no_more_than_the_flash_kernel(mode):
-    """Saved-for-backward bytes (analysis/memory.py): the chunked path keeps q, k, v, the output and the
+    """Saved-for-backward bytes (analysis/profiling/measure.py): the chunked path keeps q, k, v, the output and the
     log-sum-exp, no more than the CPU flash kernel (which pads to one width), far below the reference."""
     block = NonLocalBlock(16, mode=mode, subsample=False)
     shape = (1, 16, 4, 16, 16)  # 1024 positions

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from commands.config import load_config
+from configs.compose import load_config
 from models.build import build_model
 from models.iaa import pca_loss
 from tests.conftest import ROOT

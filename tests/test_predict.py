@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 import run
-from analysis.gradcam import grad_cam
-from commands.config import load_config
+from inference.gradcam import grad_cam
+from configs.compose import load_config
 from data_prep.synthetic import write_dataset
-from engine.checkpoint import FORMAT, config_to_container, load_for_inference, save_checkpoint
+from engine.checkpoint import FORMAT, config_to_container, load_trained, save_checkpoint
 from errors import UserError
 from models.build import build_model
 from tests.conftest import ROOT
@@ -96,7 +96,7 @@ def test_explain_writes_grad_cam_for_layers_and_attention_blocks(tmp_path, datas
 
 
 def test_grad_cam_of_identical_tsn_segments_is_identical_and_names_are_checked(tmp_path, dataset):
-    model, _, _ = load_for_inference(checkpoint(tmp_path, dataset, "tsn_tiny"))
+    model, _, _ = load_trained(checkpoint(tmp_path, dataset, "tsn_tiny"))
     frame = torch.randn(1, 3, 1, 40, 40, generator=torch.Generator().manual_seed(0))
     cam = grad_cam(model, frame.expand(1, 3, 4, 40, 40).contiguous(), "res4")
     assert cam.heat.shape == (4, 40, 40) and cam.heat.max() == pytest.approx(1.0)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.recovery import (ROOT, duplicated_steps, kill_trial, launch, logged_steps, signal_rank, train_command,
+from bench.recovery import (ROOT, duplicated_steps, kill_trial, launch, logged_steps, signal_rank, train_command,
                                wait_for_step, weight_gap)
-from commands.config import CONFIG_DIR, load_config
+from configs.compose import CONFIG_DIR, load_config
 from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 from engine.train import train
@@ -166,7 +166,7 @@ def test_progress_lines_reach_a_redirected_log_file_as_they_happen(data, tmp_pat
 
 def test_warnings_and_log_records_carry_the_rank():
     """What every rank of a torchrun job calls after joining: its warnings and log records name it."""
-    code = ("import logging, warnings; from engine.logging import tag_warnings; tag_warnings(3); "
+    code = ("import logging, warnings; from engine.distributed import tag_warnings; tag_warnings(3); "
             "warnings.warn('decoder hiccup'); logging.getLogger('video').warning('slow %s', 'disk')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

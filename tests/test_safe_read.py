@@ -8,15 +8,16 @@ import re
 import av
 import numpy as np
 import pytest
+import torch
 
-from commands.config import CONFIG_DIR, load_config
+from configs.compose import CONFIG_DIR, load_config
 from tests.video_helpers import faststart_copy, write_barcode_video
 from video.dataset import VideoDataset
 from video.decode import BACKENDS, VideoDecodeError
 from video.decode_base import register_backend
 from video.decode_pyav import PyAVReader
 from video.loader import build_loader
-from video.safe_read import read_clips
+from video.safe_read import read_clips, read_frames
 
 
 class FaultyReader(PyAVReader):
@@ -112,3 +113,22 @@ def test_a_timed_read_draws_the_same_random_clip_as_an_untimed_one(tmp_path):
     timed = read_clips(str(path), data_config("data.decode_timeout=5"), rngs[1])
     assert np.array_equal(plain.indices, timed.indices) and bool((plain.frames == timed.frames).all())
     assert rngs[0].random() == rngs[1].random()
+
+
+@pytest.mark.timeout(120)
+def test_predict_windows_get_the_guards_of_training_reads(clips_dir, tmp_path, faulty_backend):
+    """`read_frames` (predict's sliding windows): a spinning decoder times out with training's message,
+    a truncated file gives the frames that decode, and a window past them is skipped as too short."""
+    root = dataset_folder(tmp_path / "data", ["hang.mp4"])
+    windows = np.array([[0, 2, 4, 6], [4, 6, 8, 10]])
+    with pytest.raises(VideoDecodeError, match="timed out after 2 s"):
+        read_frames(str(root / "hang.mp4"), data_config("data.backend=test_faulty", "data.decode_timeout=2"), windows)
+    whole = faststart_copy(clips_dir / "arm_wrestling_k400.mp4", tmp_path / "whole.mp4").read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(whole[: len(whole) // 2])
+    cfg = data_config("data.decode_timeout=5")
+    read = read_frames(str(half), cfg, windows, short_side=64)
+    assert read.frames.shape[:3] == (2, 4, 3) and read.truncated and 120 <= read.num_frames < 140
+    assert torch.equal(read.frames[0, 2], read.frames[1, 0])  # frame 4, shared by both windows, decoded once
+    with pytest.raises(VideoDecodeError, match="frame 200 asked for, but only 1[23][0-9] frames decode"):
+        read_frames(str(half), cfg, np.array([[100, 200]]), short_side=64)

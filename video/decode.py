@@ -18,9 +18,9 @@ from typing import Optional
 
 from errors import UserError
 from video import decode_decord, decode_pyav  # noqa: F401  (importing registers the backends)
-from video.decode_base import BACKENDS, VIDEO_SUFFIXES, VideoDecodeError, VideoReader, output_size
+from video.decode_base import BACKENDS, VideoDecodeError, VideoReader, output_size
 
-__all__ = ["BACKENDS", "VIDEO_SUFFIXES", "VideoDecodeError", "VideoReader", "open_video", "output_size"]
+__all__ = ["BACKENDS", "VideoDecodeError", "VideoReader", "open_video", "output_size"]
 
 
 def open_video(path: str | os.PathLike, backend: str = "pyav", num_threads: int = 1,

@@ -13,8 +13,6 @@ import numpy as np
 
 from errors import UserError
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")  # what folder scans pick up
-
 
 class VideoDecodeError(UserError):
     """A video that cannot be opened or decoded; the message names the file and the reason."""

@@ -41,9 +41,10 @@ class TooShortError(VideoDecodeError):
 class ClipRead:
     """The decoded clips of one video and what was noticed on the way."""
 
-    frames: torch.Tensor  # uint8 (clips, T, 3, H, W), channels-last strides
-    indices: np.ndarray  # frame indices (clips, T)
+    frames: torch.Tensor  # uint8 (*indices.shape, 3, H, W), channels-last strides
+    indices: np.ndarray  # frame indices, e.g. (clips, T)
     num_frames: int  # frames the file really holds
+    fps: float  # frames per second the file declares (0 when unknown)
     truncated: Optional[str] = None  # "path: ..." when the header promised more frames than the file holds
 
 
@@ -96,18 +97,25 @@ def _decodable_end(path: str, threads: int, short_side: Optional[int], count: in
     raise VideoDecodeError(path, f"truncated, and none of its last {MAX_TAIL_PROBES} frames decode")
 
 
-def _decode(path: str, cfg: DataConfig, rng: Optional[np.random.Generator], clips: int,
-            short_side: Optional[int]) -> dict:
-    """Open, sample and decode one video (plain data only: it may travel back from a child process)."""
+Choose = Callable[[int, float], np.ndarray]  # (frames that decode, fps) -> frame indices of any shape
+
+
+def _decode(path: str, cfg: DataConfig, short_side: Optional[int], choose: Choose,
+            rng: Optional[np.random.Generator]) -> dict:
+    """Open one video, choose its frames and decode them (plain data only: it may travel back from a child
+    process). Frames that several indices share are decoded once."""
     with _open(path, cfg, short_side) as reader:
         header, usable = getattr(reader, "header_frames", 0), reader.num_frames
         if header > usable:
             usable = _decodable_end(path, cfg.decode_threads, short_side, usable)
 
         def read() -> dict:
-            indices = sample_clips(usable, cfg.sampling, rng, clips, reader.fps)
-            frames = reader.get_frames(indices.reshape(-1))
-            return {"frames": frames, "indices": indices, "num_frames": usable, "header_frames": header}
+            indices = choose(usable, reader.fps)
+            flat = indices.reshape(-1)
+            wanted, inverse = np.unique(flat, return_inverse=True)
+            frames = reader.get_frames(flat) if len(wanted) == len(flat) else reader.get_frames(wanted)[inverse]
+            return {"frames": frames, "indices": indices, "num_frames": usable, "header_frames": header,
+                    "fps": reader.fps}
 
         result = guarded(path, read)
     if rng is not None:
@@ -115,28 +123,46 @@ def _decode(path: str, cfg: DataConfig, rng: Optional[np.random.Generator], clip
     return result
 
 
-def read_clips(path: str, cfg: DataConfig, rng: Optional[np.random.Generator], clips: int = 1,
-               short_side: Optional[int] = None) -> ClipRead:
-    """Decode the sampled frames of one video within `cfg.decode_timeout` seconds (see the module
-    docstring); `rng` None gives the test views. Frames come at most `short_side` pixels on their short
-    side. Any failure is a VideoDecodeError."""
+def _read(path: str, cfg: DataConfig, short_side: Optional[int], choose: Choose,
+          rng: Optional[np.random.Generator], needed: int) -> ClipRead:
+    """`_decode` within `cfg.decode_timeout` seconds, truncation checked against `needed` frames."""
     path = os.fspath(path)
     if cfg.decode_timeout > 0:
-        result = run_with_time_limit(path, cfg.decode_timeout, lambda: _decode(path, cfg, rng, clips, short_side))
+        result = run_with_time_limit(path, cfg.decode_timeout, lambda: _decode(path, cfg, short_side, choose, rng))
         if rng is not None:
             rng.bit_generator.state = result["rng"]  # the draws the child made, as if made here
     else:
-        result = _decode(path, cfg, rng, clips, short_side)
+        result = _decode(path, cfg, short_side, choose, rng)
     truncated = None
     if result["header_frames"] > result["num_frames"]:
-        needed = clip_span(cfg.sampling)
         detail = f"truncated: the header lists {result['header_frames']} frames but only {result['num_frames']} decode"
         if result["num_frames"] < needed:
             raise TooShortError(path, f"{detail}, fewer than the {needed} a clip spans")
         truncated = f"{path}: {detail}"
     indices, frames = result["indices"], result["frames"]
-    frames = torch.from_numpy(frames).view(*indices.shape, *frames.shape[1:]).permute(0, 1, 4, 2, 3)
-    return ClipRead(frames, indices, result["num_frames"], truncated)
+    frames = torch.from_numpy(frames).view(*indices.shape, *frames.shape[1:]).movedim(-1, -3)
+    return ClipRead(frames, indices, result["num_frames"], result["fps"], truncated)
+
+
+def read_clips(path: str, cfg: DataConfig, rng: Optional[np.random.Generator], clips: int = 1,
+               short_side: Optional[int] = None) -> ClipRead:
+    """Decode the sampled frames of one video within `cfg.decode_timeout` seconds (see the module
+    docstring); `rng` None gives the test views. Frames come at most `short_side` pixels on their short
+    side. Any failure is a VideoDecodeError."""
+    return _read(path, cfg, short_side, lambda usable, fps: sample_clips(usable, cfg.sampling, rng, clips, fps), rng,
+                 clip_span(cfg.sampling))
+
+
+def read_frames(path: str, cfg: DataConfig, indices: np.ndarray, short_side: Optional[int] = None) -> ClipRead:
+    """The frames at `indices` (any shape, e.g. windows x T) of one video, with the guards of `read_clips`:
+    the time limit, decode errors as VideoDecodeError, and a truncated file's frames that decode (an index
+    beyond them is a TooShortError)."""
+    def choose(usable: int, fps: float) -> np.ndarray:
+        if indices.size and int(indices.max()) >= usable:
+            raise TooShortError(path, f"frame {int(indices.max())} asked for, but only {usable} frames decode")
+        return indices
+
+    return _read(path, cfg, short_side, choose, None, int(indices.max()) + 1 if indices.size else 0)
 
 
 # ---- the time limit: one forked child per video ----

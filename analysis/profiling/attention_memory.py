@@ -1,7 +1,7 @@
 """What the attention blocks' functional cores keep for backward, for the analytic memory model.
 
 Their convs, linears, pools and norms are submodules that the standard rules in
-`analysis/memory_model.py` already cover; these rules add the tensors computed between them (token
+`analysis/profiling/memory_model.py` already cover; these rules add the tensors computed between them (token
 matrices, attention matrices, gates, fused-kernel outputs) from the block's input shape and options.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Dict, Iterable, List
 
 import torch
 
-from analysis.memory_model import Kept, ModuleCall, ShapeTrace, fresh, kept, save_rule
+from analysis.profiling.memory_model import Kept, ModuleCall, ShapeTrace, fresh, kept, save_rule
 from models.attention.bam import BAM
 from models.attention.cbam import CBAM
 from models.attention.danet import ChannelAttention, PositionAttention

@@ -1,7 +1,7 @@
 """The shipped model configs from Python, timm-style:
 
-    from commands.zoo import build_model, list_models, load_model
-    model = build_model("i3d_r50_nl5", num_classes=400, dropout=0.3, **{"temporal.conv1_stride": 1})
+    from zoo import create_model, list_models, load_model
+    model = create_model("i3d_r50_nl5", num_classes=400, dropout=0.3, **{"temporal.conv1_stride": 1})
     model, labels = load_model("nl_i3d.pt")  # a checkpoint of ours (trained, or from `run.py convert`)
 
 `name` is a file of configs/model (its `defaults:` included); keyword overrides are `model.*` keys, dotted
@@ -15,24 +15,24 @@ from typing import Any, List, Tuple
 from omegaconf import OmegaConf
 from torch import nn
 
-from commands.config import load_config, model_config_file, model_config_names
-from engine.checkpoint import load_for_inference
-from models.build import build_model as build_from_config
+from configs.compose import load_config, model_config_file, model_config_names
+from engine.checkpoint import load_trained
+from models.build import build_model
 
 
 def list_models() -> List[str]:
-    """Names accepted by `build_model`."""
+    """Names accepted by `create_model`."""
     return model_config_names()
 
 
-def build_model(name: str, num_classes: int = 400, **overrides: Any) -> nn.Module:
+def create_model(name: str, num_classes: int = 400, **overrides: Any) -> nn.Module:
     """The network of configs/model/<name>.yaml with `model.*` overrides."""
     items = [f"model.{key}={OmegaConf.to_yaml(OmegaConf.create(value)).strip() if isinstance(value, (list, dict)) else value}"
              for key, value in overrides.items()]
-    return build_from_config(load_config(str(model_config_file(name)), items).model, num_classes)
+    return build_model(load_config(str(model_config_file(name)), items).model, num_classes)
 
 
 def load_model(checkpoint: str) -> Tuple[nn.Module, List[str]]:
     """(model in eval mode on the CPU, class names) of a checkpoint file."""
-    model, _, labels = load_for_inference(checkpoint)
+    model, _, labels = load_trained(checkpoint)
     return model, labels

@@ -9,7 +9,7 @@ Non-local: one block (`--mode`, default embedded Gaussian; subsample on) at the 
 that a `--frames` x `--size`^2 clip reaches in the default I3D-R50, with a unit output-BN scale (as
 after training) so the attention path shows in the output; reports saved bytes and fwd+bwd seconds
 (training mode), and max |fused - reference| of the eval-mode output x + BN(W_z y) (train-mode BN
-would rescale rounding noise by the batch statistics of W_z y). Extra keys beside DESIGN.md's:
+would rescale rounding noise by the batch statistics of W_z y). Extra keys beside those of docs/interfaces.md:
 `reference_seconds`, `fused_seconds`, `device`, `fused_kernel` (what the fused block ran, read off the
 profiler) and, on CUDA, `reference_peak_bytes` / `fused_peak_bytes` (max allocated during fwd+bwd).
 `--device auto` runs on the GPU when there is one.
@@ -22,8 +22,8 @@ from typing import Any, Callable, Dict, List
 import torch
 from torch import nn
 
-from analysis.attention_kernels import observe_kernels
-from analysis.memory import cuda_peak_bytes, measure_forward
+from analysis.profiling.attention_kernels import observe_kernels
+from analysis.profiling.measure import cuda_peak_bytes, measure_forward
 from models.attention.non_local import NonLocalBlock
 from models.build import build_model
 from models.config import ModelConfig

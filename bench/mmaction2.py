@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from analysis.bench_decode import write_listing
+from bench.decode import write_listing
 from errors import UserError
 from video.config import DataConfig
 from video.dataset import VideoDataset

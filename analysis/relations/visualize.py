@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.clip_input import load_clip
-from analysis.pyramid_maps import find_pyramid_head, pyramid_maps
-from analysis.relations import Relation, parse_query, query_relation
-from analysis.render import relation_video_frames, save_map_grid, save_relation_grid
-from analysis.config import VisualizeConfig
+from inference.clip_input import load_clip
+from analysis.relations.pyramid_maps import find_pyramid_head, pyramid_maps
+from analysis.relations.relations import Relation, parse_query, query_relation
+from inference.render import relation_video_frames, save_map_grid, save_relation_grid
+from analysis.relations.config import VisualizeConfig
 from errors import UserError
 from video.config import DataConfig
 from video.encode import write_video

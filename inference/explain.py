@@ -8,10 +8,10 @@ from typing import Dict, Sequence
 import numpy as np
 from torch import nn
 
-from analysis.clip_input import load_clip
-from analysis.config import PredictConfig
-from analysis.gradcam import grad_cam
-from analysis.render import heat_overlay, save_map_grid
+from inference.clip_input import load_clip
+from inference.config import PredictConfig
+from inference.gradcam import grad_cam
+from inference.render import heat_overlay, save_map_grid
 from errors import UserError
 from video.config import DataConfig
 from video.encode import write_video

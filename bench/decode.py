@@ -26,11 +26,12 @@ from av.video.reformatter import VideoReformatter
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from analysis.bench_loader import bench_loader
+from bench.loader import bench_loader
 from errors import UserError
 from video.config import DataConfig
 from video.dataset import VideoDataset
-from video.decode import BACKENDS, VIDEO_SUFFIXES, VideoDecodeError, open_video
+from video.decode import BACKENDS, VideoDecodeError, open_video
+from video.files import list_videos
 from video.safe_read import read_clips
 from video.sampling import clip_length
 from video.transforms import build_train_transform
@@ -67,15 +68,6 @@ def bare_pyav(path: str, indices: Sequence[int]) -> np.ndarray:
 
 
 REFERENCES: Dict[str, Callable[[str, Sequence[int]], np.ndarray]] = {"pyav": bare_pyav, "decord": bare_decord}
-
-
-def find_videos(folder: Path) -> List[Path]:
-    if not folder.is_dir():
-        raise UserError(f"videos folder {folder} does not exist (--videos)")
-    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    if not videos:
-        raise UserError(f"{folder} holds no video files ({', '.join(VIDEO_SUFFIXES)})")
-    return videos
 
 
 def write_listing(videos: Sequence[Path], root: Path) -> None:

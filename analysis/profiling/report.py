@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.budget import format_bytes
+from analysis.profiling.budget import format_bytes
 
 Row = Dict[str, Any]
 GIB = 2**30

@@ -1,18 +1,14 @@
 """Run logging: a console progress bar, metrics.jsonl, wandb (offline by default), optional TensorBoard.
 
 Only rank 0 writes: other ranks get a `RunLogger` with no sinks and no progress bar.
-The throughput meter measures clips/s and the share of wall time spent waiting for the loader,
-which tells the user when decoding, not the model, is the bottleneck.
+The progress bar shows the throughput meter's clips/s and data-wait share (engine/metrics.py).
 """
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
-import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
@@ -94,6 +90,18 @@ class WandbSink:
         self.run.finish()
 
 
+def log_images(cfg: ExperimentConfig, out_dir: str | Path, prefix: str, files: Dict[str, str]) -> None:
+    """The PNG files among `files` to wandb (when `logger.wandb.mode` is not disabled), in a wandb run kept
+    beside them in `out_dir`, each as `prefix/<file stem>`."""
+    if cfg.logger.wandb.mode == "disabled":
+        return
+    sink = WandbSink(cfg, {prefix: {"files": files}}, Path(out_dir))
+    for name in files.values():
+        if str(name).endswith(".png"):
+            sink.log_image(f"{prefix}/{Path(name).stem}", Path(name), 0)
+    sink.close()
+
+
 class TensorBoardSink:
     """Scalars and images for TensorBoard in `run_dir/tensorboard` (needs the tensorboard package)."""
 
@@ -169,27 +177,6 @@ def build_run_logger(cfg: ExperimentConfig, config_dict: Dict[str, Any], run_dir
     return RunLogger([sink for sink in sinks if sink is not None])
 
 
-class ThroughputMeter:
-    """Clips/s and the share of wall time spent waiting for the next batch, over a window of steps."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.start = time.perf_counter()
-        self.wait = 0.0
-        self.clips = 0
-
-    def waited(self, seconds: float, clips: int) -> None:
-        self.wait += seconds
-        self.clips += clips
-
-    def summary(self, world_size: int) -> Dict[str, float]:
-        """Global clips/s (every rank runs the same batch size) and this rank's data-wait share."""
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        return {"clips_per_s": self.clips * world_size / elapsed, "data_wait": self.wait / elapsed}
-
-
 class ProgressBar:
     """Progress over optimizer steps with loss, LR, clips/s and data-wait share (rank 0 only): a tqdm bar
     on a terminal; redirected to a file (`> train.log`), one plain line per log window, flushed at once."""
@@ -220,23 +207,3 @@ class ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def tag_warnings(rank: int) -> None:
-    """Prefix `[rank R]` to the Python warnings and log records this process prints, so a warning of any
-    rank of a torchrun job says where it came from."""
-    show = warnings.showwarning
-
-    def show_tagged(message, category, filename, lineno, file=None, line=None):
-        show(f"[rank {rank}] {message}", category, filename, lineno, file, line)
-
-    warnings.showwarning = show_tagged
-    make_record = logging.getLogRecordFactory()
-
-    def tagged_record(*args, **kwargs) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        if isinstance(record.msg, str):
-            record.msg = f"[rank {rank}] {record.msg}"
-        return record
-
-    logging.setLogRecordFactory(tagged_record)

@@ -1,4 +1,4 @@
-"""Typed schema of the `profile.*` and `visualize.*` config sections."""
+"""Typed schema of the `profile.*` config section: the placements, shapes and budget of a sweep."""
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -13,7 +13,7 @@ class PlacementConfig:
 
 @dataclass
 class ProfileConfig:
-    """A sweep of non-local placements to measure (see analysis/profile.py).
+    """A sweep of non-local placements to measure (see analysis/profiling/profile.py).
 
     Every combination of placement x frames x size x batch x subsample x implementation is one row;
     `subsample` and `implementation` are written into each attention entry of the placement.
@@ -32,27 +32,3 @@ class ProfileConfig:
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | fake (shapes only, CPU kernels)
     budget: str = ""  # e.g. 16GiB; empty: no budget marking
     optimizer_states: int = 1  # per-parameter tensors the optimizer keeps (SGD momentum: 1, AdamW: 2)
-
-
-@dataclass
-class VisualizeConfig:
-    """Options of the long-range relation visualization (see analysis/visualize.py)."""
-
-    top_k: int = 5  # partners drawn with arrows (in frames other than the query's)
-    fps: float = 4.0  # frame rate of the written MP4
-    columns: int = 8  # frames per row of the PNG grid
-    panel_size: int = 160  # pixels of one frame panel in the MP4
-    iaa_maps: bool = True  # also draw the pyramid head's K attention maps when the model has it
-
-
-@dataclass
-class PredictConfig:
-    """Options of `run.py predict` (see analysis/predict.py) and its Grad-CAM (`--explain`)."""
-
-    window_stride: float = 1.0  # seconds between the starts of the timeline's sliding clips
-    window_length: float = 0.0  # seconds one window covers; 0: one dense clip's span (TSN models: 2 s)
-    top_k: int = 5  # labels listed per video and per window
-    timeline_classes: int = 5  # classes drawn in the timeline PNG (the video's top ones)
-    batch_size: int = 8  # views per forward pass
-    gradcam_layer: str = "res5"  # stage, residual block or attention block, named as `visualize` names them
-    gradcam_fps: float = 4.0  # frame rate of the Grad-CAM MP4

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.relations import GridMap, Triple
+from analysis.relations.relations import GridMap, Triple
 from models.iaa import PyramidAttentionHead
 
 

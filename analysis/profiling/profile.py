@@ -3,9 +3,9 @@
 For every case of the sweep in `profile.*` (placement x frames x size x batch x subsample x
 implementation) one model is built and one training forward is measured: activation bytes saved for
 backward (each storage once) and, on a GPU, the CUDA peak of forward + backward. Beside them: the
-analytic prediction of the activation bytes from shapes alone (analysis/memory_model.py), which also
+analytic prediction of the activation bytes from shapes alone (analysis/profiling/memory_model.py), which also
 gives the bytes of the non-local Nq x Nk affinity matrices among them, and GFLOPs per clip counted as
-multiply-adds (the mmaction2 convention of analysis.sizes). A row fits the budget when its footprint does:
+multiply-adds (the mmaction2 convention of analysis.profiling.sizes). A row fits the budget when its footprint does:
 the CUDA peak plus optimizer state, or without a GPU, activations plus weights, gradients and optimizer
 state. Writes OUT/profile.json, .md, .png.
 """
@@ -20,14 +20,14 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-import analysis.attention_memory  # noqa: F401  (registers the attention blocks' memory rules)
-from analysis.budget import format_bytes, largest_fitting_batch, parse_bytes
-from analysis.memory import DEVICES, cuda_peak_bytes, measure_forward
-from analysis.memory_model import predict_saved_bytes
-from analysis.profile_report import bar_chart, markdown_table
-from analysis.sizes import forward_macs
-from analysis.sweep import ProfileCase, expand_sweep
-from analysis.config import ProfileConfig
+import analysis.profiling.attention_memory  # noqa: F401  (registers the attention blocks' memory rules)
+from analysis.profiling.budget import format_bytes, largest_fitting_batch, parse_bytes
+from analysis.profiling.measure import DEVICES, cuda_peak_bytes, measure_forward
+from analysis.profiling.memory_model import predict_saved_bytes
+from analysis.profiling.report import bar_chart, markdown_table
+from analysis.profiling.sizes import forward_macs
+from analysis.profiling.sweep import ProfileCase, expand_sweep
+from analysis.profiling.config import ProfileConfig
 from errors import UserError
 from models.build import build_model
 from models.config import ModelConfig
@@ -67,7 +67,7 @@ def measure_case(model_cfg: ModelConfig, sweep: ProfileConfig, case: ProfileCase
     return {
         "placement": case.placement, "frames": case.frames, "size": case.size, "batch": case.batch,
         "implementation": case.implementation or "-", "subsample": case.subsample,
-        # per clip, in multiply-adds as mmaction2 and analysis.sizes count "FLOPs"
+        # per clip, in multiply-adds as mmaction2 and analysis.profiling.sizes count "FLOPs"
         "params": params, "gflops": macs / case.batch / 1e9,
         "activation_bytes": measured, "predicted_activation_bytes": prediction.activation_bytes,
         "prediction_error": prediction.activation_bytes / measured - 1,

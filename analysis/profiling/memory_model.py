@@ -4,7 +4,7 @@ A forward on shape-only tensors (FakeTensorMode, no arithmetic) records every mo
 input and output tensors. A rule per layer type then says which of them the layer's backward keeps
 (a conv its input, a ReLU its output, a max-pool its input and int64 indices, ...). A tensor that
 several layers keep is counted once, as autograd stores it once. Blocks that compute with functions
-rather than submodules (attention cores) have their own rules in `analysis/attention_memory.py`.
+rather than submodules (attention cores) have their own rules in `analysis/profiling/attention_memory.py`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from analysis.memory import storage_key
+from analysis.profiling.measure import storage_key
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,3 @@ def measure(videos: Sequence[str], cfg: DataConfig, decodes: int, short_side: in
     if not data:
         raise RuntimeError("the measuring process died")
     return pickle.loads(data)
-
-
-def video_files(folder: Path, suffixes: Sequence[str]) -> List[str]:
-    return sorted(str(path) for path in folder.iterdir() if path.suffix.lower() in suffixes)

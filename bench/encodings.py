@@ -14,15 +14,16 @@ from typing import Callable, Dict, List, Sequence
 
 import torch
 
-from analysis.bench_decode import find_videos, write_listing
-from analysis.bench_mmaction2 import CELLS, our_pipeline
+from bench.decode import write_listing
+from video.files import list_videos
+from bench.mmaction2 import CELLS, our_pipeline
 from errors import UserError
 from video.config import DataConfig
 
 
 def matched_videos(folders: Sequence[Path]) -> List[List[Path]]:
     """For each folder, its videos in one order: the names (without extension) all folders hold."""
-    found = [{path.stem: path for path in find_videos(folder)} for folder in folders]
+    found = [{path.stem: path for path in list_videos(folder)} for folder in folders]
     names = sorted(set.intersection(*(set(videos) for videos in found)))
     if not names:
         raise UserError(f"the folders {[str(f) for f in folders]} hold no video of the same name")

@@ -10,7 +10,7 @@ Reports clips/s over the timed steps (after warm-up), `data_wait` (share of the 
 waiting for the loader; null for synthetic input), `peak_bytes` (CUDA: max allocated over warm-up and
 timed steps; CPU: the growth of the process's peak RSS over its RSS before the model was built;
 `peak_kind` says which), and per attention block the kernel it ran, read off the profiler in one extra
-training-mode forward (analysis/attention_kernels.py).
+training-mode forward (analysis/profiling/attention_kernels.py).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import torch
 
-from analysis.attention_kernels import observe_kernels
+from analysis.profiling.attention_kernels import observe_kernels
 from engine.config import ExperimentConfig
 from engine.distributed import init_distributed
 from engine.inputs import model_input
@@ -34,9 +34,9 @@ from engine.step import optimizer_update, place_model, training_loss
 from errors import UserError
 from models.build import build_model
 from video.dataset import VideoDataset, read_labels
+from video.files import list_videos
 from video.loader import build_loader
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 SYNTHETIC_CLASSES = 400
 Batch = Tuple[torch.Tensor, torch.Tensor]  # uint8 clips, labels
 
@@ -81,9 +81,7 @@ def video_folder_dataset(videos: Path, out: Path, min_items: int) -> Path:
     """A one-class dataset folder in `out` listing every video of `videos` (absolute paths), repeated
     until there are `min_items` entries, so that one epoch of a few clips still keeps every loader
     worker busy instead of ending after a batch or two."""
-    files = sorted(p.resolve() for p in videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    if not files:
-        raise UserError(f"--data {videos}: neither a dataset folder (labels.txt) nor a folder of videos")
+    files = [p.resolve() for p in list_videos(videos, "--data")]
     files *= -(-min_items // len(files))
     (out / "labels.txt").write_text("clip\n")
     (out / "train.csv").write_text("path,label\n" + "".join(f"{p},clip\n" for p in files))

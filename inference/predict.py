@@ -16,13 +16,12 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from analysis.config import PredictConfig
 from engine.config import ExperimentConfig
 from engine.evaluate import view_probabilities
 from errors import UserError
+from inference.config import PredictConfig
 from video.dataset import make_views
-from video.decode import open_video
-from video.safe_read import read_clips
+from video.safe_read import read_clips, read_frames
 from video.sampling import clip_span, window_clips
 from video.transforms import build_test_transform
 
@@ -79,23 +78,20 @@ def predict_video(model: nn.Module, path: str, cfg: ExperimentConfig, options: P
                   device: torch.device) -> VideoPrediction:
     """Whole-video and window scores of `model` (eval mode, on `device`) for the video at `path`."""
     test_views = build_test_transform(cfg.data.transforms, cfg.test.crops)
-    crops = cfg.test.crops
-    clips = read_clips(path, cfg.data, None, cfg.test.clips, test_views.source_short_side).frames
-    scores = _scores(model, make_views(clips, test_views), device, cfg, options.batch_size).mean(0)
-    with open_video(path, cfg.data.backend, cfg.data.decode_threads, test_views.source_short_side) as reader:
-        fps = reader.fps or 25.0
-        window = _window_frames(cfg, options, fps)
-        first, indices = window_clips(reader.num_frames, cfg.data.sampling, fps, window,
-                                      max(1, round(options.window_stride * fps)))
-        window_scores = []
-        per_batch = max(1, options.batch_size // crops)
-        for chunk in np.array_split(indices, max(1, -(-len(indices) // per_batch))):
-            wanted, inverse = np.unique(chunk.reshape(-1), return_inverse=True)  # overlapping windows share frames
-            decoded = reader.get_frames(wanted)[inverse]  # (windows * T, H, W, 3)
-            frames = torch.from_numpy(decoded).view(*chunk.shape, *decoded.shape[1:])
-            views = make_views(frames.permute(0, 1, 4, 2, 3), test_views)  # (windows * crops, 3, T, h, w)
-            window_scores.append(_scores(model, views, device, cfg, options.batch_size).view(len(chunk), crops, -1).mean(1))
-        length = min(window, reader.num_frames)
+    crops, short_side = cfg.test.crops, test_views.source_short_side
+    whole = read_clips(path, cfg.data, None, cfg.test.clips, short_side)
+    scores = _scores(model, make_views(whole.frames, test_views), device, cfg, options.batch_size).mean(0)
+    fps = whole.fps or 25.0
+    window = _window_frames(cfg, options, fps)
+    first, indices = window_clips(whole.num_frames, cfg.data.sampling, fps, window,
+                                  max(1, round(options.window_stride * fps)))
+    window_scores = []
+    per_batch = max(1, options.batch_size // crops)
+    for chunk in np.array_split(indices, max(1, -(-len(indices) // per_batch))):
+        frames = read_frames(path, cfg.data, chunk, short_side).frames  # the same guards as training's reads
+        views = make_views(frames, test_views)  # (windows * crops, 3, T, h, w)
+        window_scores.append(_scores(model, views, device, cfg, options.batch_size).view(len(chunk), crops, -1).mean(1))
+    length = min(window, whole.num_frames)
     return VideoPrediction(str(path), scores, torch.cat(window_scores), first / fps, (first + length) / fps)
 
 

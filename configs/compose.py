@@ -1,7 +1,7 @@
 """The root config of every command: the sections of all packages, YAML composition, `key=value` overrides.
 
 Each package owns the schema of its own section (video/config.py, models/config.py, engine/config.py,
-analysis/config.py, data_prep/config.py); this module composes them into one root `Config`. A YAML
+inference/config.py, analysis/*/config.py, data_prep/config.py); this module composes them into one root `Config`. A YAML
 file may list other YAML files under `defaults:` (paths relative to `configs/` or to the file itself);
 they are merged in order, then the file, then overrides.
 Any unknown key, wrong type or missing file raises `UserError` naming it.
@@ -16,12 +16,14 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from analysis.config import PredictConfig, ProfileConfig, VisualizeConfig
+from analysis.profiling.config import ProfileConfig
+from analysis.relations.config import VisualizeConfig
 from data_prep.config import PrepConfig
 from engine.config import ExperimentConfig, describe_config_error
 from errors import UserError
+from inference.config import PredictConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the one place that knows where configs live
+CONFIG_DIR = Path(__file__).resolve().parent  # the one place that knows where configs live
 
 
 @dataclass
@@ -104,12 +106,24 @@ def load_config(config_file: str | None = None, overrides: Iterable[str] = (), b
     return cfg  # a DictConfig typed by Config: attribute access, validated assignment
 
 
-def config_from_dict(data: Any) -> Config:
-    """Rebuild a typed config from a plain dict (as stored in checkpoints)."""
+def checkpoint_path(cfg: Config, command: str) -> str:
+    """`checkpoint=PATH` (or `test.checkpoint`), which the commands that read a trained model require."""
+    path = cfg.checkpoint or cfg.test.checkpoint
+    if not path:
+        raise UserError(f"{command} needs a checkpoint: run.py {command} checkpoint=PATH")
+    return path
+
+
+def config_for_checkpoint(trained: Config, cfg: Config, config_file: str | None, overrides: Iterable[str]) -> Config:
+    """What a command runs a trained model with: the checkpoint's config with the command line's overrides
+    on top; with a --config file, that file's settings instead, keeping the checkpoint's model (the weights
+    fix the architecture)."""
     try:
-        return OmegaConf.merge(OmegaConf.structured(Config), data)
+        if config_file:
+            return OmegaConf.merge(cfg, {"model": trained.model})
+        return OmegaConf.merge(trained, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as exc:
-        raise UserError(describe_config_error(exc)) from exc
+        raise UserError(f"config override: {str(exc).splitlines()[0]}") from exc
 
 
 def model_config_file(name: str) -> Path:

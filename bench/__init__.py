@@ -1,0 +1,1 @@
+"""Benchmarks and stress harnesses behind `run.py bench ...`: each prints numbers, none is a test."""
