@@ -44,13 +44,13 @@ def _names(keys: list, shown: int = 3) -> str:
 
 
 def state_dict_mismatch(target: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor],
-                        ignore: Iterable[str] = ()) -> str:
-    """'' when `given` has exactly `target`'s keys with the same shapes (keys in `ignore` aside), else one
-    phrase naming the missing, unexpected and wrongly shaped keys."""
+                        ignore: Iterable[str] = (), check_shapes: bool = True) -> str:
+    """'' when `given` has exactly `target`'s keys (keys in `ignore` aside) with the same shapes (unless not
+    `check_shapes`), else one phrase naming the missing, unexpected and wrongly shaped keys."""
     skip = set(ignore)
     missing = sorted(k for k in target if k not in given and k not in skip)
     unexpected = sorted(k for k in given if k not in target and k not in skip)
-    wrong = sorted(f"{k} {tuple(given[k].shape)} vs {tuple(target[k].shape)}" for k in target
-                   if k in given and k not in skip and tuple(given[k].shape) != tuple(target[k].shape))
+    wrong = sorted(f"{k} {tuple(given[k].shape)} vs {tuple(target[k].shape)}" for k in target if check_shapes
+                   and k in given and k not in skip and tuple(given[k].shape) != tuple(target[k].shape))
     return "; ".join(f"{label} {_names(keys)}" for label, keys in
                      (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)

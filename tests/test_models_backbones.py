@@ -95,7 +95,7 @@ def test_pretrained_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(UserError, match="file not found.*nope.pth"):
         load_2d_weights(backbone, str(tmp_path / "nope.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="junk.pth is not a readable state dict"):
+    with pytest.raises(UserError, match="junk.pth is corrupt or not a weight file"):
         load_2d_weights(backbone, str(tmp_path / "junk.pth"))
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pth")
     with pytest.raises(UserError, match="r34.pth does not match.*unexpected res2.2"):

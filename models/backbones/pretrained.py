@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from errors import UserError
+from models.weights import read_torch_file, state_dict_mismatch
 
 
 def torchvision_key(key: str) -> str:
@@ -22,13 +23,7 @@ def torchvision_key(key: str) -> str:
 
 
 def _read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise UserError(f"model.pretrained: file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean "not a state dict file"
-        raise UserError(f"model.pretrained: {path} is not a readable state dict "
-                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+    state = read_torch_file(path, "model.pretrained")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -52,12 +47,9 @@ def load_2d_weights(backbone: nn.Module, path: str) -> None:
     file = Path(path)
     source = {torchvision_key(k): v for k, v in _read_state_dict(file).items() if not k.startswith("fc.")}
     target = backbone.state_dict()
-    missing = [k for k in target if k not in source]
-    unexpected = [k for k in source if k not in target]
-    if missing or unexpected:
-        detail = "; ".join(f"{what} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                           for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
+    mismatch = state_dict_mismatch(target, source, check_shapes=False)  # 2D kernels inflate: inflate_kernel checks
+    if mismatch:
         raise UserError(f"model.pretrained: {file} does not match the backbone "
-                        f"(check model.depth and model.width): {detail}")
+                        f"(check model.depth and model.width): {mismatch}")
     backbone.load_state_dict({k: inflate_kernel(k, source[k], target[k], f"model.pretrained: {file}")
                               for k in target})
