@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test test-fast clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q
+
+# the tests that start no other process (no loader workers, torchrun jobs or subprocesses): a quick check
+test-fast: $(TEST_STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf runs .pytest_cache

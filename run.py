@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The one entry point: `python run.py <command> [--config FILE] [key=value ...]`.
+"""The one entry point: `python run.py <command> [--config FILE] [key=value ...]`, installed as `video-nl`.
 
 Each command lives in its own module, imported only when chosen, which provides
 `add_arguments(parser)` (optional) and `run_command(args, cfg) -> int | None`.
@@ -48,7 +48,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _usage() -> str:
     width = max(len(" ".join(words)) for words in COMMANDS)
-    lines = ["usage: python run.py <command> [--config FILE] [key=value ...]", "", "commands:"]
+    lines = ["usage: video-nl <command> [--config FILE] [key=value ...]   (or: python run.py <command> ...)", "",
+             "commands:"]
     lines += [f"  {' '.join(words):<{width}}  {help_}" for words, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -83,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(module.run_command(args, cfg) or 0)
 
 
-if __name__ == "__main__":
+def cli() -> NoReturn:
+    """`python run.py ...` and the installed `video-nl ...` console command: exit code 2 and one `error:` line
+    for any UserError."""
     try:
         sys.exit(main())
     except UserError as exc:
@@ -92,3 +95,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    cli()

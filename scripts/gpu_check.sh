@@ -2,13 +2,21 @@
 # One short run that proves the CUDA path on one GPU (at most 8 minutes), or rehearses it at tiny sizes
 # on a machine without CUDA. Usage: scripts/gpu_check.sh [OUT_DIR]   (default: $OUT, else runs/gpu_check)
 #
-# Python packages the GPU machine lacks (omegaconf, av) travel as wheels in .whl/ (made by
-# scripts/fetch_gpu_wheels.sh where pip works) and are installed here with pip --no-index --target;
-# the shared real clips travel in .gpu_data/clips (same script). Results: OUT_DIR/gpu_check.json.
+# On a GPU machine without a package index, the Python packages it lacks (omegaconf, av, ...) come as
+# wheels in .whl/ (made by scripts/fetch_gpu_wheels.sh on a machine where pip works) and are installed
+# with pip --no-index --target; real test clips can be put in .gpu_data/clips. Results: OUT_DIR/gpu_check.json.
 set -u
 cd "$(dirname "$0")/.."
 OUT_DIR="${1:-${OUT:-runs/gpu_check}}"
-PYTHON="${PYTHON:-python3}"
+# The project's .venv Python when it exists (after `make venv`), else $PYTHON, else python3.
+if [ -x .venv/bin/python ]; then
+    PYTHON=.venv/bin/python; WHY="the project's .venv"
+elif [ -n "${PYTHON:-}" ]; then
+    WHY="\$PYTHON"
+else
+    PYTHON=python3; WHY="python3 on the PATH (no .venv: run 'make venv' first)"
+fi
+echo "gpu_check: using $PYTHON ($WHY)"
 WHEELS="${GPU_CHECK_WHEELS:-.whl}"
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
     SITE="${TMPDIR:-/tmp}/gpu_check_site"

@@ -18,7 +18,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from analysis.profiling.attention_kernels import observe_kernels
 from bench.model import nonlocal_grids
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 from configs.compose import CONFIG_DIR, load_config
 from engine.distributed import BACKENDS
@@ -177,12 +176,8 @@ def test_fused_res2_block_needs_a_quarter_of_the_reference_memory(grids, record_
 # ---- training steps through the trainer ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
-                              "prep.synthetic.val_per_class=1"]).prep.synthetic
-    root = tmp_path_factory.mktemp("cuda_data") / "data"
-    write_dataset(root, prep, progress=False)
-    return root
+def tiny_data(synthetic_dataset):
+    return synthetic_dataset()
 
 
 # the demo recipe; the CPU rehearsal shrinks clips to 8x32^2 (bf16 convolutions crawl on a CPU)

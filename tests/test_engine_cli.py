@@ -2,13 +2,13 @@
 and reported, multi-view `run.py test`, and one-line exit-2 errors for bad paths and checkpoints."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 from configs.compose import CONFIG_DIR, load_config
 from engine.train import train
@@ -30,12 +30,10 @@ def records(run_dir: Path) -> list:
 
 
 @pytest.fixture(scope="module")
-def broken_data(tmp_path_factory) -> Path:
+def broken_data(tmp_path_factory, synthetic_dataset) -> Path:
     """20 training and 10 validation clips of 48x48; one training and one validation video broken."""
     root = tmp_path_factory.mktemp("broken") / "data"
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
-                              "prep.synthetic.val_per_class=1"]).prep.synthetic
-    write_dataset(root, prep, progress=False)
+    shutil.copytree(synthetic_dataset(), root)
     (root / "train" / "grow_0001.mp4").write_bytes(b"")  # zero bytes
     truncated = root / "val" / "shrink_0000.mp4"
     truncated.write_bytes(truncated.read_bytes()[:300])

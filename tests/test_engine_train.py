@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint, load_trained
 from configs.compose import CONFIG_DIR, load_config
 from engine.distributed import init_distributed
@@ -15,13 +14,6 @@ from engine.train import Trainer, train
 
 DEMO = CONFIG_DIR / "experiments" / "demo.yaml"
 XOR_PAIR = ("cue_event_same", "cue_event_opposite")
-
-
-def synthetic(out: Path, train_per_class: int, val_per_class: int) -> Path:
-    prep = load_config(None, ["prep.synthetic.size=48", f"prep.synthetic.train_per_class={train_per_class}",
-                              f"prep.synthetic.val_per_class={val_per_class}"]).prep.synthetic
-    write_dataset(out, prep, progress=False)
-    return out
 
 
 def class_subset(root: Path, out: Path, classes) -> Path:
@@ -42,14 +34,14 @@ def demo_config(root: Path, out: Path, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def learn_data(tmp_path_factory) -> Path:
+def learn_data(synthetic_dataset) -> Path:
     """400 training and 300 validation clips of 48x48 (30 per class so chance-level claims have n=60)."""
-    return synthetic(tmp_path_factory.mktemp("learn") / "data", 40, 30)
+    return synthetic_dataset(40, 30)
 
 
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    return synthetic(tmp_path_factory.mktemp("small") / "data", 2, 1)
+def small_data(synthetic_dataset) -> Path:
+    return synthetic_dataset()
 
 
 def test_tiny_i3d_learns_the_synthetic_classes(learn_data, tmp_path):

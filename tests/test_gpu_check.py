@@ -18,11 +18,15 @@ CUDA_ONLY_TESTS = {"test_fused_res2_block_needs_a_quarter_of_the_reference_memor
 @pytest.mark.slow
 @pytest.mark.timeout(1100)
 def test_cpu_mode_runs_every_check_or_names_why_not(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "",
-           "GPU_CHECK_WHEELS": str(tmp_path / "no_wheels")}  # the venv has the packages; install nothing
+    env = {key: value for key, value in os.environ.items() if key != "PYTHON"}  # as after `make venv`
+    env.update({"CUDA_VISIBLE_DEVICES": "", "GPU_CHECK_WHEELS": str(tmp_path / "no_wheels")})  # install nothing
+    if not (ROOT / ".venv" / "bin" / "python").exists():
+        env["PYTHON"] = sys.executable
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(tmp_path / "out")], env=env,
                           capture_output=True, text=True, timeout=1000)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    expected = "using .venv/bin/python (the project's .venv)" if "PYTHON" not in env else f"using {sys.executable}"
+    assert expected in proc.stdout.splitlines()[0]
     summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert summary["mode"] == "cpu" and summary["failed"] == []
     checks = {entry["name"]: entry for entry in summary["checks"]}

@@ -11,7 +11,6 @@ from PIL import Image
 import run
 from inference.gradcam import grad_cam
 from configs.compose import load_config
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import FORMAT, config_to_container, load_trained, save_checkpoint
 from errors import UserError
 from models.build import build_model
@@ -24,12 +23,8 @@ SMALL = ["data.sampling.num_frames=8", "data.transforms.test_scale=48", "data.tr
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict") / "data"
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=1",
-                              "prep.synthetic.val_per_class=2"]).prep.synthetic
-    write_dataset(root, prep, progress=False)
-    return root
+def dataset(synthetic_dataset):
+    return synthetic_dataset(1, 2)
 
 
 def checkpoint(tmp_path: Path, root: Path, model_config: str, *overrides: str) -> Path:

@@ -16,7 +16,6 @@ import torch
 from bench.recovery import (ROOT, duplicated_steps, kill_trial, launch, logged_steps, signal_rank, train_command,
                                wait_for_step, weight_gap)
 from configs.compose import CONFIG_DIR, load_config
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 from engine.train import train
 from errors import UserError
@@ -26,12 +25,8 @@ STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("preempt") / "data"
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
-                              "prep.synthetic.val_per_class=1"]).prep.synthetic
-    write_dataset(root, prep, progress=False)
-    return root
+def data(synthetic_dataset) -> Path:
+    return synthetic_dataset()
 
 
 def overrides(root: Path, *extra: str) -> list:
