@@ -51,8 +51,12 @@ def _case_model(base: ModelConfig, case: ProfileCase, num_classes: int) -> nn.Mo
 def measure_case(model_cfg: ModelConfig, sweep: ProfileConfig, case: ProfileCase, device: str) -> Dict[str, Any]:
     """One row: build the case's model, measure a training forward, predict it, add the CUDA peak."""
     model = _case_model(model_cfg, case, sweep.num_classes)
-    macs = forward_macs(model, case.clip_shape)  # shape-only passes run on the CPU copy
-    prediction = predict_saved_bytes(model, case.clip_shape)
+    try:
+        macs = forward_macs(model, case.clip_shape)  # shape-only passes run on the CPU copy
+        prediction = predict_saved_bytes(model, case.clip_shape)
+    except ValueError as exc:  # e.g. BatchNorm over one value per channel: a batch or size too small
+        raise UserError(f"profile case {tuple(case.clip_shape)} (batch, channels, frames, height, width) "
+                        f"cannot run a training forward: {str(exc).splitlines()[0]}") from exc
     if device == "cuda":
         model = model.cuda()
     measured = measure_forward(model, case.clip_shape, device).activation_bytes
