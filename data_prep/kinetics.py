@@ -195,7 +195,7 @@ def _scaled(width: int, height: int, short_side: int) -> Tuple[int, int]:
     return max(2, round(width * factor / 2) * 2), max(2, round(height * factor / 2) * 2)
 
 
-def convert(entry: Entry, target: Path, options: Options) -> Optional[str]:
+def reencode(entry: Entry, target: Path, options: Options) -> Optional[str]:
     """Verify, resize and re-encode one video to `target`; the reason it was skipped, or None."""
     reason = unreadable_reason(entry.source)
     if reason is not None:
@@ -245,7 +245,7 @@ def _reencode(entry: Entry, target: Path, fps: float, options: Options) -> None:
 
 def _convert_job(job: Tuple[Entry, str, Options]) -> Tuple[Entry, Optional[str]]:
     entry, target, options = job
-    return entry, convert(entry, Path(target), options)
+    return entry, reencode(entry, Path(target), options)
 
 
 # ---- the whole run ----
