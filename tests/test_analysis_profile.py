@@ -98,6 +98,7 @@ def test_profile_rows_against_a_hand_computation(tmp_path):
         chart.verify()
 
 
+@pytest.mark.slow
 def test_cli_profile_marks_rows_over_the_budget(tmp_path):
     sweep = tmp_path / "sweep.yaml"
     OmegaConf.save({"defaults": ["profile/default.yaml"],

@@ -150,6 +150,7 @@ def test_visualize_writes_valid_files_from_a_real_video(tmp_path, clips_dir):
     assert all(4 <= p["input"][0] < 8 for p in numbers["partners"])
 
 
+@pytest.mark.slow
 def test_visualize_fused_block_by_name_with_auto_query_and_wandb(tmp_path, clips_dir):
     checkpoint, _ = _tiny_checkpoint(tmp_path, ["model.attention.0.implementation=fused"])
     files = visualize_command(checkpoint, clips_dir / "hmdb51_golf.avi", tmp_path / "vis", "--block", "res3.1.nonlocal",

@@ -25,6 +25,7 @@ def test_bare_decoders_return_the_asked_frames(videos, bare):
     assert read_barcodes(bare(str(videos / "clip0.mp4"), indices)) == indices
 
 
+@pytest.mark.slow
 def test_bench_decode_writes_the_documented_json(videos, tmp_path, capsys):
     torch.set_num_threads(1)
     out = tmp_path / "bench.json"
@@ -52,6 +53,7 @@ def test_bench_decode_names_a_missing_folder(tmp_path):
         run.main(["bench", "decode", "--videos", str(tmp_path / "nope")])
 
 
+@pytest.mark.slow
 def test_bench_loader_prints_one_line_per_worker_count(tmp_path, capsys):
     torch.set_num_threads(1)
     (tmp_path / "labels.txt").write_text("a\nb\n")

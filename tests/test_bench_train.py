@@ -33,6 +33,7 @@ def test_other_paths_are_named(tmp_path):
     assert report["attention"] == [{"block": "res4.1.nonlocal", "kernel": "prefix-sum"}]
 
 
+@pytest.mark.slow
 def test_decoded_clips_report_the_share_spent_waiting(tmp_path, clips_dir):
     report = _bench(tmp_path, "--config", "configs/model/i3d_tiny.yaml", "--data", str(clips_dir),
                     "data.num_workers=1")

@@ -4,10 +4,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.video_helpers import faststart_copy, write_barcode_video
 
 
+@pytest.mark.slow
 def test_check_sorts_out_the_bad_videos_and_writes_a_clean_split(tmp_path, clips_dir):
     root = tmp_path / "data"
     root.mkdir()

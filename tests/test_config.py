@@ -44,6 +44,7 @@ def test_resolved_config_round_trips(tmp_path):
     assert again == cfg and run_dir(cfg).name == "x"
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line_and_exit_2():
     proc = subprocess.run([sys.executable, "run.py", "profile", "--out", "unused", "model.no_such=1"], cwd=ROOT,
                           capture_output=True, text=True)

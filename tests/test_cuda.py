@@ -195,6 +195,7 @@ def _train(root, out, *overrides):
     return result, losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     pytest.param(["trainer.amp=fp16"], marks=cuda_only, id="fp16-gradscaler"),
     pytest.param(["trainer.amp=bf16", "trainer.channels_last=true"], id="bf16-channels_last"),

@@ -121,6 +121,7 @@ def _run(loader):
     return [batch for batch in loader]
 
 
+@pytest.mark.slow
 def test_two_workers_two_ranks_training(dataset_dir):
     torch.set_num_threads(1)
     dataset = VideoDataset(dataset_dir, "train", _cfg(), train=True)
@@ -144,6 +145,7 @@ def test_two_workers_two_ranks_training(dataset_dir):
     assert len(failures) >= drawn_broken and all("clip4.mp4: " in entry for entry in failures)
 
 
+@pytest.mark.slow
 def test_training_batches_do_not_depend_on_the_number_of_workers(dataset_dir):
     torch.set_num_threads(1)
     dataset = VideoDataset(dataset_dir, "train", _cfg(), train=True)
@@ -156,6 +158,7 @@ def test_training_batches_do_not_depend_on_the_number_of_workers(dataset_dir):
         assert torch.equal(a["clip"], b["clip"]) and torch.equal(a["label"], b["label"])
 
 
+@pytest.mark.slow
 def test_two_workers_two_ranks_evaluation_covers_every_video_once(dataset_dir):
     torch.set_num_threads(1)
     dataset = VideoDataset(dataset_dir, "val", _cfg(), train=False, clips=2)

@@ -40,6 +40,7 @@ def broken_data(tmp_path_factory, synthetic_dataset) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_match_one_process(broken_data, tmp_path):
     """2 gloo ranks x batch 1 vs one process x batch 1 x 2 accumulated micro-batches: the same global batch
     (the same samples, with the same keyed augmentation) and the same per-forward BatchNorm statistics.
@@ -66,6 +67,7 @@ def test_torchrun_two_ranks_match_one_process(broken_data, tmp_path):
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
+@pytest.mark.slow
 def test_broken_videos_train_to_the_end_and_multiview_test_reports_them(broken_data, tmp_path):
     result = train(load_config(str(DEMO), [f"data.root={broken_data}", f"run.output_dir={tmp_path}",
                                            "data.batch_size=4", "trainer.epochs=2", "trainer.threads=2", *QUIET]))
@@ -84,6 +86,7 @@ def test_broken_videos_train_to_the_end_and_multiview_test_reports_them(broken_d
     assert (tmp_path / "test" / "test_confusion_matrix.png").is_file()
 
 
+@pytest.mark.slow
 def test_user_mistakes_exit_2_with_one_line(broken_data, tmp_path):
     """Missing config file, data folder, checkpoint; corrupt checkpoint; checkpoint of another model."""
     checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"

@@ -44,6 +44,7 @@ def small_data(synthetic_dataset) -> Path:
     return synthetic_dataset()
 
 
+@pytest.mark.slow
 def test_tiny_i3d_learns_the_synthetic_classes(learn_data, tmp_path):
     """300 steps (~25 s on 2 cores) of a tiny I3D: chance is 0.1 on 10 classes."""
     cfg = demo_config(learn_data, tmp_path, "model.attention=[]", "model.iaa.enabled=false", "model.dropout=0",
@@ -54,6 +55,7 @@ def test_tiny_i3d_learns_the_synthetic_classes(learn_data, tmp_path):
     assert result["last"]["val_top1"] >= 0.3, result["last"]
 
 
+@pytest.mark.slow
 def test_average_consensus_tsn_stays_at_chance_on_the_xor_pair(learn_data, tmp_path):
     """A TSN (per-frame scores averaged) learns which pair a video belongs to, but not which side of the
     cue/event XOR: averaged per-frame scores are additive in cue and event, and no additive rule
@@ -75,6 +77,7 @@ def test_average_consensus_tsn_stays_at_chance_on_the_xor_pair(learn_data, tmp_p
     assert 0.3 <= side <= 0.7, f"same/opposite accuracy {side:.2f} is not near chance"
 
 
+@pytest.mark.slow
 def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(small_data, tmp_path, monkeypatch):
     """Crash after step 6 (last.pt at step 4, mid-epoch), resume with trainer.resume=auto, cross an epoch
     boundary with validation, and finish at step 14: every tensor equals the uninterrupted run's."""

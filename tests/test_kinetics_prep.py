@@ -44,6 +44,7 @@ def _prep(folder, *extra):
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_builds_the_dataset_and_reports_every_loss(downloads):
     proc = _prep(downloads, "--classes", "2", "--workers", "2")
     assert proc.returncode == 0, proc.stderr

@@ -75,6 +75,7 @@ def test_impossible_placements_are_user_errors(attention, culprit):
         _model(attention)
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_placement_in_one_line():
     proc = subprocess.run(
         [sys.executable, "run.py", "bench", "model", "--config", "configs/model/i3d_tiny.yaml",

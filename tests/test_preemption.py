@@ -58,6 +58,7 @@ def assert_stopped_cleanly(log: str, signal_name: str) -> int:
     return int(re.search(r"after step (\d+)", lines[0]).group(1))
 
 
+@pytest.mark.slow
 def test_sigterm_stops_after_the_step_and_resume_continues_exactly(data, tmp_path):
     """SIGTERM to a single-process run: exit 0, last.pt at the step named, and the resumed run (wandb
     offline: the same wandb run id) ends bit-equal to the uninterrupted run, metrics without repeats."""
@@ -140,6 +141,7 @@ def test_changed_world_size_resumes_at_the_global_position_or_is_refused(data, d
         in_process(data, tmp_path / "b3", "data.batch_size=3", f"trainer.resume={ddp_reference}")
 
 
+@pytest.mark.slow
 def test_progress_lines_reach_a_redirected_log_file_as_they_happen(data, tmp_path):
     """`run.py train ... > train.log`: step lines are in the file while the run is still going."""
     out = tmp_path / "run"
@@ -159,6 +161,7 @@ def test_progress_lines_reach_a_redirected_log_file_as_they_happen(data, tmp_pat
         proc.wait()
 
 
+@pytest.mark.slow
 def test_warnings_and_log_records_carry_the_rank():
     """What every rank of a torchrun job calls after joining: its warnings and log records name it."""
     code = ("import logging, warnings; from engine.distributed import tag_warnings; tag_warnings(3); "

@@ -54,6 +54,7 @@ def dataset_folder(root, names):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_spinning_decoder_times_out_and_the_worker_goes_on(tmp_path, faulty_backend):
     root = dataset_folder(tmp_path / "data", [f"clip{i}.mp4" for i in range(5)] + ["hang.mp4", "crash.mp4"])
@@ -87,6 +88,7 @@ def test_a_frame_size_change_mid_stream_is_a_decode_error(tmp_path):
         read_clips(str(path), cfg, None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 @pytest.mark.parametrize("timeout", [0, 5])
 def test_truncated_videos_are_used_when_long_enough_and_skipped_when_too_short(clips_dir, tmp_path, backend, timeout):
@@ -105,6 +107,7 @@ def test_truncated_videos_are_used_when_long_enough_and_skipped_when_too_short(c
         read_clips(str(tiny), cfg, np.random.default_rng(0), short_side=64)
 
 
+@pytest.mark.slow
 def test_a_timed_read_draws_the_same_random_clip_as_an_untimed_one(tmp_path):
     """The child's draws come back: the augmentation after a timed read sees the same generator."""
     path = write_barcode_video(tmp_path / "v.mp4", 60)
@@ -115,6 +118,7 @@ def test_a_timed_read_draws_the_same_random_clip_as_an_untimed_one(tmp_path):
     assert rngs[0].random() == rngs[1].random()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_predict_windows_get_the_guards_of_training_reads(clips_dir, tmp_path, faulty_backend):
     """`read_frames` (predict's sliding windows): a spinning decoder times out with training's message,

@@ -21,6 +21,7 @@ def _digests(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_cli_writes_the_dataset_folder(tmp_path):
     out = tmp_path / "syn"
     overrides = [f"prep.synthetic.{key}={value}" for key, value in SMALL.items()]
