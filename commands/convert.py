@@ -9,20 +9,21 @@ fine-tune with (`train --config OUT.yaml`).
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 import yaml
-from omegaconf import OmegaConf
 
 import models.converters  # noqa: F401  (registers the converters)
-from commands.config import Config, load_config
-from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
+from commands.config import Config, config_from_dict, load_config
+from engine.checkpoint import FORMAT, config_to_container, load_checkpoint, save_checkpoint
 from errors import UserError
 from models.build import build_model
 from models.converters.common import CONVERTERS, Conversion
+from models.converters.settings import reconcile, settle
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,42 +65,62 @@ def read_labels(path: Path | None, count: int) -> List[str]:
     return names
 
 
-def converted_settings(conversion: Conversion) -> Dict[str, Any]:
-    """The sections the conversion infers, for the checkpoint's config and for OUT.yaml."""
-    return {"model": conversion.model, "data": conversion.data, "test": conversion.test}
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` under a temporary name beside `path`, then rename, so no half-written file is left."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def compose(conversion: Conversion, config_file: str | None, overrides: List[str]) -> List[Tuple[str, Dict[str, Any]]]:
+    """(label, settled config) after each layer: the checkpoint's settings, `--config`, each override."""
+    layers = [("checkpoint", None, [])] + ([(f"--config {config_file}", config_file, [])] if config_file else [])
+    layers += [(f"override {item}", config_file, overrides[:i + 1]) for i, item in enumerate(overrides)]
+    return [(label, settle(config_to_container(load_config(file, items, base=conversion.settings)),
+                           conversion.settings["model"])) for label, file, items in layers]
 
 
 def convert(args: argparse.Namespace) -> Dict[str, Any]:
-    """Convert, check and write; returns {"checkpoint", "config", "notes"}."""
+    """Convert, check and write; returns {"checkpoint", "config", "report", ...}: the report is read back
+    from the written checkpoint's config, each line naming where its value came from."""
     converter = CONVERTERS.get(args.source)
     conversion = converter(read_checkpoint(args.checkpoint, args.trust_file), args.checkpoint.name,
                            arch=args.arch, nonlocal_mode=args.nonlocal_mode)
     classes = int(conversion.state["head.fc.weight"].shape[0])
     labels = read_labels(args.labels, classes)
-    settings = converted_settings(conversion)
-    cfg: Config = load_config(args.config, args.overrides, base=settings)
-    cfg.model.num_classes = classes
+    stages = compose(conversion, args.config, list(args.overrides))
+    reconcile(stages, conversion.sources)  # refuses a contradiction before anything is built or written
+    cfg: Config = config_from_dict(stages[-1][1])
     model = build_model(cfg.model, classes)
     conversion.check_against(model, str(args.checkpoint))
     model.load_state_dict(conversion.state)
-    save_checkpoint({"format": FORMAT, "model": model.state_dict(), "config": config_to_container(cfg),
-                     "labels": labels, "step": 0,
-                     "converted_from": {"source": args.source, "file": str(args.checkpoint)}}, args.out)
     yaml_path = args.out.with_suffix(".yaml")
     fine_tune = config_to_container(cfg)
     fine_tune["model"]["num_classes"] = 0  # taken from the dataset when fine-tuning
-    yaml_path.write_text(f"# converted from {args.checkpoint.name} ({args.source}); fine-tune with\n"
-                         f"#   python run.py train --config {yaml_path} data.root=DATASET trainer.init_from={args.out}\n"
-                         + yaml.safe_dump({k: fine_tune[k] for k in ("model", "data", "test")}, sort_keys=False))
-    return {"checkpoint": str(args.out), "config": str(yaml_path), "notes": conversion.notes,
-            "parameters": sum(p.numel() for p in model.parameters()), "arch": OmegaConf.select(cfg, "model.arch")}
+    try:
+        save_checkpoint({"format": FORMAT, "model": model.state_dict(), "config": config_to_container(cfg),
+                         "labels": labels, "step": 0,
+                         "converted_from": {"source": args.source, "file": str(args.checkpoint)}}, args.out)
+        write_atomic(yaml_path, f"# converted from {args.checkpoint.name} ({args.source}); fine-tune with\n"
+                     f"#   python run.py train --config {yaml_path} data.root=DATASET trainer.init_from={args.out}\n"
+                     + yaml.safe_dump({k: fine_tune[k] for k in ("model", "data", "test")}, sort_keys=False))
+    except OSError as exc:
+        args.out.unlink(missing_ok=True)  # both files or neither
+        raise UserError(f"--out {args.out}: cannot write {exc.filename or args.out} ({exc.strerror or exc})") from exc
+    written = load_checkpoint(args.out)["config"]
+    report = reconcile(stages[:-1] + [(stages[-1][0], written)], conversion.sources)
+    return {"checkpoint": str(args.out), "config": str(yaml_path), "report": report,
+            "parameters": sum(p.numel() for p in model.parameters()), "arch": written["model"]["arch"]}
 
 
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
     result = convert(args)
-    source = "--config " + args.config if args.config else "inferred"
-    print(f"{args.checkpoint.name}: {result['arch']}, {result['parameters'] / 1e6:.2f} M parameters ({source}):")
-    for note in result["notes"]:
-        print(f"  {note}")
+    print(f"{args.checkpoint.name}: {result['arch']}, {result['parameters'] / 1e6:.2f} M parameters; "
+          "the settings written, each with where it came from:")
+    for line in result["report"]:
+        print(f"  {line}")
     print(f"every key accounted for; wrote {result['checkpoint']} and {result['config']}")
     return 0
