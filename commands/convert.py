@@ -19,7 +19,7 @@ import yaml
 
 import models.converters  # noqa: F401  (registers the converters)
 from commands.config import Config, config_from_dict, load_config
-from engine.checkpoint import FORMAT, config_to_container, load_checkpoint, save_checkpoint
+from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
 from errors import UserError
 from models.build import build_model
 from models.converters.common import CONVERTERS, Conversion
@@ -110,7 +110,7 @@ def convert(args: argparse.Namespace) -> Dict[str, Any]:
     except OSError as exc:
         args.out.unlink(missing_ok=True)  # both files or neither
         raise UserError(f"--out {args.out}: cannot write {exc.filename or args.out} ({exc.strerror or exc})") from exc
-    written = load_checkpoint(args.out)["config"]
+    written = torch.load(args.out, map_location="cpu", weights_only=True, mmap=True)["config"]  # tensors stay on disk
     report = reconcile(stages[:-1] + [(stages[-1][0], written)], conversion.sources)
     return {"checkpoint": str(args.out), "config": str(yaml_path), "report": report,
             "parameters": sum(p.numel() for p in model.parameters()), "arch": written["model"]["arch"]}

@@ -19,7 +19,7 @@ def test_tsn_from_a_torchvision_resnet_scores_as_the_image_network(tmp_path):
     args = argparse.Namespace(source="torchvision", checkpoint=tmp_path / "resnet18.pth", out=tmp_path / "tsn.pt",
                               labels=None, arch=None, nonlocal_mode=None, trust_file=False, config=None, overrides=[])
     result = convert(args)
-    assert "depth 18: from the keys" in result["notes"]
+    assert "model.depth: 18  <- the weights (blocks per stage)" in result["report"]
     ours, cfg, labels = load_for_inference(tmp_path / "tsn.pt")
     assert cfg.model.arch == "tsn" and len(labels) == 1000
     frames = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))

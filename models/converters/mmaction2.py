@@ -237,7 +237,7 @@ def _map_tensors(state: Mapping[str, torch.Tensor], two_d: bool) -> Tuple[Dict[s
             value = value.flatten()
         elif two_d and value.dim() == 4:  # a 2D kernel is a 1 x kh x kw 3D kernel
             value = value.unsqueeze(2)
-        ours[name] = value.clone()
+        ours[name] = value  # the loaded file is ours: no copy
     return ours, unused
 
 

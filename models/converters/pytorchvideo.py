@@ -78,7 +78,7 @@ def convert_pytorchvideo(checkpoint: Any, file_name: str, arch: Optional[str] = 
         if name is None:
             unused.append(key)
         else:
-            ours[name] = value.clone()
+            ours[name] = value
     conversion = Conversion(state=ours, unused=unused)
     put = conversion.put
     put("model.arch", arch or ("i3d" if three_d else "c2d"),
