@@ -1,10 +1,11 @@
-"""`run.py convert --source mmaction2|torchvision --checkpoint IN --out OUT.pt [--config MODEL_YAML] [--labels FILE]`.
+"""`run.py convert --source mmaction2|pytorchvideo|torchvision --checkpoint IN --out OUT.pt [--config FILE]
+[key=value ...] [--labels FILE] [--verify]`.
 
 Reads a published checkpoint, maps its weights onto our model (models/converters/), infers the config
-the weights need (printed line by line; `--config` gives it instead and the weights are checked against
-it), and writes OUT.pt, a checkpoint that `test`, `predict`, `visualize` and `profile` read and that
+the weights need; `--config` and overrides may fill in what it cannot tell, never contradict it
+(models/converters/settings.py). `--verify` runs the source toolkit's own model beside ours. Writes OUT.pt, a checkpoint that `test`, `predict`, `visualize` and `profile` read and that
 `train` starts from with `trainer.init_from=OUT.pt`, plus OUT.yaml, the model and data settings to
-fine-tune with (`train --config OUT.yaml`).
+fine-tune with (`train --config OUT.yaml`); the printed report is read back from what was written.
 """
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ from commands.config import Config, config_from_dict, load_config
 from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
 from errors import UserError
 from models.build import build_model
-from models.converters.common import CONVERTERS, Conversion
+from engine.inputs import model_input
+from models.converters import reference
+from models.converters.common import CONVERTERS, Conversion, take_state_dict
 from models.converters.settings import reconcile, settle
+
+
+VERIFY_TOLERANCE = 1e-4
+VERIFY_CLIP = {"mmaction2": (1, 3, 16, 112, 112), "pytorchvideo": (1, 3, 8, 224, 224)}  # their head pool needs 224
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "(mmaction2 C2D against TSN; torchvision: what to inflate into)")
     parser.add_argument("--nonlocal-mode", help="embedded_gaussian | dot_product, where the weights, the file "
                                                 "name and its meta cannot tell")
+    parser.add_argument("--verify", action="store_true",
+                        help="run the source toolkit's own model (mmaction2, pytorchvideo) on the same random clip and "
+                             f"refuse to write unless max |diff| / max |logit| <= {VERIFY_TOLERANCE:g}")
     parser.add_argument("--trust-file", action="store_true",
                         help="unpickle objects beside the tensors (runs code from the file: only for files you trust)")
 
@@ -65,6 +75,36 @@ def read_labels(path: Path | None, count: int) -> List[str]:
     return names
 
 
+def verify(source: str, checkpoint: Any, name: str, model: torch.nn.Module, cfg: Config) -> str:
+    """The source toolkit's own model and ours on one random clip (each normalising it as its config says):
+    the line to print, or a UserError above the tolerance."""
+    if source not in VERIFY_CLIP:
+        raise UserError(f"--verify: checks {' and '.join(VERIFY_CLIP)} conversions, not {source}")
+    state = take_state_dict(checkpoint, name)
+    clip = torch.randint(0, 256, VERIFY_CLIP[source], dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ours_input = model_input(clip, torch.device("cpu"), cfg.data, channels_last=False)
+    try:
+        if source == "mmaction2":
+            theirs, where, preprocessor = reference.mmaction2_model(checkpoint, name, state)
+            mean, std = (torch.tensor(preprocessor.get(k, d), dtype=torch.float32).view(-1, 1, 1, 1)
+                         for k, d in (("mean", [0.0]), ("std", [1.0])))
+            their_input = (clip.float() - mean) / std
+        else:  # pytorchvideo's hub models carry no normalisation: both see ours
+            theirs, where = reference.pytorchvideo_model(name, state)
+            their_input = ours_input
+    except (RuntimeError, KeyError, TypeError) as exc:  # their builder or strict loading refused
+        raise UserError(f"--verify: {source}'s own model does not take {name}: {str(exc).splitlines()[0][:200]}") from exc
+    with torch.no_grad():
+        expected, got = theirs(their_input), model.eval()(ours_input)
+    ratio = ((got - expected).abs().max() / expected.abs().max()).item()
+    line = (f"--verify: max |diff| / max |logit| = {ratio:.2e} against {source}'s own model from {where}, "
+            f"on a random {'x'.join(map(str, VERIFY_CLIP[source]))} clip")
+    if not ratio <= VERIFY_TOLERANCE:
+        raise UserError(f"{line}: above {VERIFY_TOLERANCE:g}, so the converted model does not compute what "
+                        f"{source}'s does; nothing written")
+    return line
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` under a temporary name beside `path`, then rename, so no half-written file is left."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -87,8 +127,8 @@ def convert(args: argparse.Namespace) -> Dict[str, Any]:
     """Convert, check and write; returns {"checkpoint", "config", "report", ...}: the report is read back
     from the written checkpoint's config, each line naming where its value came from."""
     converter = CONVERTERS.get(args.source)
-    conversion = converter(read_checkpoint(args.checkpoint, args.trust_file), args.checkpoint.name,
-                           arch=args.arch, nonlocal_mode=args.nonlocal_mode)
+    checkpoint = read_checkpoint(args.checkpoint, args.trust_file)
+    conversion = converter(checkpoint, args.checkpoint.name, arch=args.arch, nonlocal_mode=args.nonlocal_mode)
     classes = int(conversion.state["head.fc.weight"].shape[0])
     labels = read_labels(args.labels, classes)
     stages = compose(conversion, args.config, list(args.overrides))
@@ -97,6 +137,7 @@ def convert(args: argparse.Namespace) -> Dict[str, Any]:
     model = build_model(cfg.model, classes)
     conversion.check_against(model, str(args.checkpoint))
     model.load_state_dict(conversion.state)
+    checked = verify(args.source, checkpoint, args.checkpoint.name, model, cfg) if args.verify else None
     yaml_path = args.out.with_suffix(".yaml")
     fine_tune = config_to_container(cfg)
     fine_tune["model"]["num_classes"] = 0  # taken from the dataset when fine-tuning
@@ -112,7 +153,7 @@ def convert(args: argparse.Namespace) -> Dict[str, Any]:
         raise UserError(f"--out {args.out}: cannot write {exc.filename or args.out} ({exc.strerror or exc})") from exc
     written = torch.load(args.out, map_location="cpu", weights_only=True, mmap=True)["config"]  # tensors stay on disk
     report = reconcile(stages[:-1] + [(stages[-1][0], written)], conversion.sources)
-    return {"checkpoint": str(args.out), "config": str(yaml_path), "report": report,
+    return {"checkpoint": str(args.out), "config": str(yaml_path), "report": report, "verified": checked,
             "parameters": sum(p.numel() for p in model.parameters()), "arch": written["model"]["arch"]}
 
 
@@ -122,5 +163,7 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
           "the settings written, each with where it came from:")
     for line in result["report"]:
         print(f"  {line}")
+    if result["verified"]:
+        print(result["verified"])
     print(f"every key accounted for; wrote {result['checkpoint']} and {result['config']}")
     return 0

@@ -17,9 +17,9 @@ MODELS = {"i3d_r50": "I3D_8x8_R50.pyth", "slow_r50": "SLOW_8x8_R50.pyth", "c2d_r
 MATCHING = {"i3d_r50": "i3d_r50", "slow_r50": "i3d_r50", "c2d_r50": "c2d_r50"}
 
 
-def convert_args(path, out, config=None):
+def convert_args(path, out, config=None, verify=False):
     return argparse.Namespace(source="pytorchvideo", checkpoint=path, out=out, labels=None, arch=None,
-                              nonlocal_mode=None, trust_file=False, config=config, overrides=[])
+                              nonlocal_mode=None, trust_file=False, config=config, overrides=[], verify=verify)
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ def test_tsn_from_a_torchvision_resnet_scores_as_the_image_network(tmp_path):
     randomize(image_net, seed=3)
     torch.save(image_net.state_dict(), tmp_path / "resnet18.pth")
     args = argparse.Namespace(source="torchvision", checkpoint=tmp_path / "resnet18.pth", out=tmp_path / "tsn.pt",
-                              labels=None, arch=None, nonlocal_mode=None, trust_file=False, config=None, overrides=[])
+                              labels=None, arch=None, nonlocal_mode=None, trust_file=False, config=None, overrides=[], verify=False)
     result = convert(args)
     assert "model.depth: 18  <- the weights (blocks per stage)" in result["report"]
     ours, cfg, labels = load_for_inference(tmp_path / "tsn.pt")
