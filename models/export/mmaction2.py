@@ -86,6 +86,9 @@ def _backbone(cfg: ModelConfig) -> Tuple[Dict[str, Any], Dict[str, Any]]:
                           "its pool1 pads by 1")
         flags, non_local = _nonlocal_settings(cfg, layout)
         inflate = _plain(cfg.inflate) or default_inflation(cfg.depth)
+        if cfg.depth < 50 and any(any(f) for f in inflate):
+            raise _refuse("basic block inflating only its first conv", "model.inflate", inflate,
+                          "its BasicBlock3d inflates both 3x3 convs (depth 50 or 101, or no inflation, export)")
         backbone = {"type": "ResNet3d", "depth": cfg.depth, "pretrained": None, "pretrained2d": False,
                     "base_channels": stem, "conv1_kernel": (t.conv1_kernel, 7, 7), "conv1_stride_t": t.conv1_stride,
                     "pool1_stride_t": t.pool1_stride, "with_pool2": t.res2_pool_stride == 2,
