@@ -149,7 +149,8 @@ def convert(args: argparse.Namespace) -> Dict[str, Any]:
                      f"#   python run.py train --config {yaml_path} data.root=DATASET trainer.init_from={args.out}\n"
                      + yaml.safe_dump({k: fine_tune[k] for k in ("model", "data", "test")}, sort_keys=False))
     except OSError as exc:
-        args.out.unlink(missing_ok=True)  # both files or neither
+        if args.out.is_file():  # both files or neither
+            args.out.unlink()
         raise UserError(f"--out {args.out}: cannot write {exc.filename or args.out} ({exc.strerror or exc})") from exc
     written = torch.load(args.out, map_location="cpu", weights_only=True, mmap=True)["config"]  # tensors stay on disk
     report = reconcile(stages[:-1] + [(stages[-1][0], written)], conversion.sources)
