@@ -4,14 +4,13 @@ dependency), `require()` skips with the reason."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
 
 import pytest
 
 from errors import UserError
-from models.converters.reference import Mmaction2Recognizer, import_mmaction2, mmaction2_module
+from models.converters.reference import Mmaction2Recognizer, import_mmaction2
 
-__all__ = ["Mmaction2Recognizer", "build", "published_config", "require"]
+__all__ = ["Mmaction2Recognizer", "published_config", "require"]
 
 
 def require():
@@ -29,8 +28,3 @@ def published_config(relative: str):
 
     return Config.fromfile(str(Path(mmaction.__file__).parent / ".mim" / "configs" / relative))
 
-
-def build(section: Dict[str, Any]):
-    """mmaction2's module for one `backbone=` or `cls_head=` dict of a config (weights left as initialised)."""
-    require()
-    return mmaction2_module(section)

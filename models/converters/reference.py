@@ -81,7 +81,7 @@ def mmaction2_config(checkpoint: Any, file_name: str) -> Tuple[Dict[str, Any], s
     if isinstance(meta, dict) and isinstance(meta.get("cfg"), str):
         return Config.fromstring(meta["cfg"], ".py").to_dict(), "the checkpoint's meta['cfg']"
     stem = re.sub(r"_\d{8}-[0-9a-f]{8}$", "", Path(file_name).stem)
-    found = sorted((Path(mmaction.__file__).parent / ".mim" / "configs").rglob(f"{stem}.py"))
+    found = sorted(Path(mmaction.__file__).parent.joinpath(".mim", "configs").rglob(f"{stem}.py"))
     if not found:
         raise UserError(f"--verify: no mmaction2 config for {file_name}: it has no meta['cfg'] and mmaction2 "
                         f"publishes no config named {stem}.py (keep the model zoo's file name)")

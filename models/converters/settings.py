@@ -90,7 +90,9 @@ def reconcile(stages: Sequence[Tuple[str, Mapping[str, Any]]], sources: Mapping[
     flats = [flatten({s: config.get(s, {}) for s in SECTIONS}) for _, config in stages]
     inferred, written = flats[0], flats[-1]
 
-    def origin(key: str) -> str:
+    def origin(key: str) -> str:  # the checkpoint's source while the value is the checkpoint's, else the last change
+        if key in sources and same(flats[-1].get(key), inferred.get(key)):
+            return sources[key]
         for index in range(len(flats) - 1, 0, -1):
             if not same(flats[index].get(key), flats[index - 1].get(key)):
                 return stages[index][0]
