@@ -21,13 +21,12 @@ import yaml
 import models.converters  # noqa: F401  (registers the converters)
 from commands.config import Config, config_from_dict, load_config
 from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
+from engine.inputs import model_input
 from errors import UserError
 from models.build import build_model
-from engine.inputs import model_input
 from models.converters import reference
 from models.converters.common import CONVERTERS, Conversion, take_state_dict
 from models.converters.settings import reconcile, settle
-
 
 VERIFY_TOLERANCE = 1e-4
 VERIFY_CLIP = {"mmaction2": (1, 3, 16, 112, 112), "pytorchvideo": (1, 3, 8, 224, 224)}  # their head pool needs 224

@@ -54,7 +54,8 @@ def same(a: Any, b: Any) -> bool:
 
 def settle(config: Mapping[str, Any], inferred_model: Mapping[str, Any]) -> Dict[str, Any]:
     """`config` (plain sections) with attention entries completed from the inferred ones (same index and type:
-    options the user left out keep the checkpoint's value) and placement, options and inflation spelled out."""
+    options the user left out keep the checkpoint's value), a class count of 0 (unset) taken from them, and
+    placement, options and inflation spelled out."""
     config = copy.deepcopy(dict(config))
     model = config["model"]
     inferred = list(inferred_model.get("attention") or [])
@@ -69,6 +70,8 @@ def settle(config: Mapping[str, Any], inferred_model: Mapping[str, Any]) -> Dict
             entry = explicit_entry(entry, depths, f"model.attention[{index}]")
         entries.append(entry)
     model["attention"] = entries
+    if not model.get("num_classes"):  # 0 means "from the data"; here the weights are the data
+        model["num_classes"] = inferred_model.get("num_classes", 0)
     if model.get("arch") == "i3d" and not model.get("inflate") and layout is not None:
         model["inflate"] = default_inflation(model["depth"])
     return config
