@@ -128,10 +128,10 @@ def convert(args: argparse.Namespace) -> Dict[str, Any]:
     converter = CONVERTERS.get(args.source)
     checkpoint = read_checkpoint(args.checkpoint, args.trust_file)
     conversion = converter(checkpoint, args.checkpoint.name, arch=args.arch, nonlocal_mode=args.nonlocal_mode)
-    classes = int(conversion.state["head.fc.weight"].shape[0])
-    labels = read_labels(args.labels, classes)
     stages = compose(conversion, args.config, list(args.overrides))
     reconcile(stages, conversion.sources)  # refuses a contradiction before anything is built or written
+    classes = int(conversion.state["head.fc.weight"].shape[0])
+    labels = read_labels(args.labels, classes)
     cfg: Config = config_from_dict(stages[-1][1])
     model = build_model(cfg.model, classes)
     conversion.check_against(model, str(args.checkpoint))

@@ -189,6 +189,9 @@ def test_labels_and_a_config_to_check_against(tmp_path):
     fine_tune = yaml.safe_load((tmp_path / "a.yaml").read_text())
     assert fine_tune["model"]["num_classes"] == 0 and fine_tune["model"]["temporal"]["res2_pool_kernel"] == 2
     assert [round(255 * s, 3) for s in fine_tune["data"]["transforms"]["std"]] == [58.395, 57.12, 57.375]
+    convert(convert_args(path, tmp_path / "again.pt", config=str(tmp_path / "a.yaml")))  # its own OUT.yaml agrees
+    assert torch.load(tmp_path / "again.pt", weights_only=True)["config"]["model"] == \
+        torch.load(tmp_path / "a.pt", weights_only=True)["config"]["model"]
 
 
 def test_a_converted_non_local_i3d_predicts_explains_and_shows_its_relations(tmp_path, clips_dir):
