@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from commands.config import config_from_dict, load_config
+from commands.config import config_from_dict, load_config, model_config_names
 from commands.convert import convert
 from errors import UserError
 from models.build import build_model
@@ -17,6 +17,41 @@ from tests.test_convert_mmaction2 import convert_args, mmaction2_file
 
 # mmaction2's ResNet3d pools pool1 with temporal kernel 1 and after res2 with kernel 2: trained so, ours exports
 MMACTION2_POOLS = ["model.temporal.pool1_kernel=1", "model.temporal.res2_pool_kernel=2"]
+EXPORTABLE = {"i3d_r50", "i3d_r50_nl5", "tsn_r50"}  # the shipped configs mmaction2 has, with MMACTION2_POOLS
+
+
+def exported_logits(tmp_path, cfg, ours, clip):
+    """Our model written for mmaction2, built by its own modules from the written text: (ours, theirs) logits."""
+    from mmengine.config import Config
+
+    checkpoint, text = write_mmaction2(cfg.model, ours.state_dict(), tmp_path / "exported",
+                                       normalisation=(cfg.data.transforms.mean, cfg.data.transforms.std))
+    config = Config.fromfile(str(text))
+    theirs = Mmaction2Recognizer(config.model)
+    theirs.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])  # strict: every key
+    with torch.no_grad():
+        return ours.eval()(clip), theirs.eval()(clip), config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", model_config_names())
+def test_every_shipped_model_config_exports_with_equal_logits_or_is_refused_in_one_line(tmp_path, name):
+    require()
+    cfg = load_config(f"configs/model/{name}.yaml", MMACTION2_POOLS)
+    ours = build_model(cfg.model, 5)
+    if name not in EXPORTABLE:
+        with pytest.raises(UserError, match=r"^mmaction2 has no [^\n]+$"):
+            write_mmaction2(cfg.model, ours.state_dict(), tmp_path / "exported")
+        assert not list(tmp_path.iterdir())
+        return
+    randomize(ours, seed=6)
+    for block in ours.attention_blocks().values():  # a non-local branch that matters (its BN starts at zero)
+        torch.nn.init.normal_(block.bn.weight, 1.0, 0.2)
+    clip = torch.randn(1, 3, 8, 32, 32, generator=torch.Generator().manual_seed(3))
+    expected, got, _ = exported_logits(tmp_path, cfg, ours, clip)
+    error = ((got - expected).abs().max() / expected.abs().max()).item()
+    print(f"{name}: max |diff| / max |logit| = {error:.2e}")
+    assert expected.abs().max() > 1e-3 and error < 1e-4
 
 
 @pytest.mark.slow
@@ -35,24 +70,16 @@ def test_mmaction2_to_ours_to_mmaction2_gives_bit_equal_weights(tmp_path, varian
 
 
 @pytest.mark.parametrize("mode", ["embedded_gaussian", "concatenation"])
-def test_our_model_exported_runs_in_mmaction2_with_our_logits(tmp_path, mode):
+def test_a_small_model_exported_runs_in_mmaction2_with_our_logits(tmp_path, mode):
     require()
-    from mmengine.config import Config
-
     cfg = load_config("configs/model/i3d_tiny_nl.yaml", MMACTION2_POOLS + [
         "model.depth=50", f"model.attention.0.mode={mode}", "model.attention.0.scale=false"])
     ours = build_model(cfg.model, 5)
     randomize(ours, seed=4)
-    for block in ours.attention_blocks().values():  # a non-local branch that matters (its BN starts at zero)
+    for block in ours.attention_blocks().values():
         torch.nn.init.normal_(block.bn.weight, 1.0, 0.2)
-    checkpoint, text = write_mmaction2(cfg.model, ours.state_dict(), tmp_path / "tiny",
-                                       normalisation=(cfg.data.transforms.mean, cfg.data.transforms.std))
-    config = Config.fromfile(str(text))
-    theirs = Mmaction2Recognizer(config.model)
-    theirs.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])  # strict: every key
     clip = torch.randn(1, 3, 8, 64, 64, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        expected, got = ours.eval()(clip), theirs.eval()(clip)
+    expected, got, config = exported_logits(tmp_path, cfg, ours, clip)
     error = ((got - expected).abs().max() / expected.abs().max()).item()
     print(f"{mode}: max |diff| / max |logit| = {error:.2e}")
     assert expected.abs().max() > 1e-3 and error < 1e-4
