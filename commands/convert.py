@@ -77,8 +77,6 @@ def read_labels(path: Path | None, count: int) -> List[str]:
 def verify(source: str, checkpoint: Any, name: str, model: torch.nn.Module, cfg: Config) -> str:
     """The source toolkit's own model and ours on one random clip (each normalising it as its config says):
     the line to print, or a UserError above the tolerance."""
-    if source not in VERIFY_CLIP:
-        raise UserError(f"--verify: checks {' and '.join(VERIFY_CLIP)} conversions, not {source}")
     state = take_state_dict(checkpoint, name)
     clip = torch.randint(0, 256, VERIFY_CLIP[source], dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ours_input = model_input(clip, torch.device("cpu"), cfg.data, channels_last=False)
@@ -126,6 +124,8 @@ def convert(args: argparse.Namespace) -> Dict[str, Any]:
     """Convert, check and write; returns {"checkpoint", "config", "report", ...}: the report is read back
     from the written checkpoint's config, each line naming where its value came from."""
     converter = CONVERTERS.get(args.source)
+    if args.verify and args.source not in VERIFY_CLIP:
+        raise UserError(f"--verify: checks {' and '.join(VERIFY_CLIP)} conversions, not {args.source}")
     checkpoint = read_checkpoint(args.checkpoint, args.trust_file)
     conversion = converter(checkpoint, args.checkpoint.name, arch=args.arch, nonlocal_mode=args.nonlocal_mode)
     stages = compose(conversion, args.config, list(args.overrides))
