@@ -63,6 +63,20 @@ def _construct(cls: type, kind: str, channels: int, options: Dict[str, Any], whe
         raise UserError(f"{where} ({kind}): bad option value: {exc}") from exc
 
 
+def explicit_entry(entry: Mapping[str, Any], stage_depths: Mapping[str, int], where: str) -> Dict[str, Any]:
+    """`entry` with its placement spelled out (one block list per stage, no `every`) and every option of its
+    block type at its value or default, so two entries that build the same blocks compare equal."""
+    if not isinstance(entry, Mapping) or "type" not in entry or "stages" not in entry:
+        raise UserError(f"{where} needs both 'type' and 'stages'")
+    cls = ATTENTION.get(entry["type"])
+    stages = _as_list(entry["stages"], where, "stages")
+    blocks = [_block_indices(entry, pos, stage_depths.get(f"res{stage}", 0), where) for pos, stage in enumerate(stages)]
+    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                if name in _block_options(cls) and p.default is not inspect.Parameter.empty}
+    options = {k: v for k, v in entry.items() if k not in PLACEMENT_KEYS}
+    return {"type": entry["type"], "stages": stages, "blocks": blocks, **defaults, **options}
+
+
 def place_attention(backbone: nn.Module, entries: Sequence[Mapping[str, Any]]) -> None:
     """Construct and attach the blocks; any impossible placement is a `UserError` naming the entry."""
     for index, entry in enumerate(entries):

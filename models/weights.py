@@ -20,21 +20,23 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def read_torch_file(path: str | Path, what: str, trust: bool = False) -> Any:
-    """The file loaded onto the CPU. Only tensors and plain types unless `trust` (which runs the file's
-    pickled code); a missing, corrupt or object-holding file is a UserError starting with `what`."""
+def read_torch_file(path: str | Path, what: str, trust: bool = False, mmap: bool = False,
+                    untrusted: str = "only load such a file if you trust it") -> Any:
+    """The file loaded onto the CPU (memory-mapped with `mmap`: tensors stay on disk). Only tensors and plain
+    types unless `trust` (which runs the file's pickled code); a missing, corrupt or object-holding file is a
+    UserError starting with `what` (`untrusted`: what to do about objects)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what}: file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
+        return torch.load(path, map_location="cpu", weights_only=not trust, mmap=mmap)
     except pickle.UnpicklingError as exc:
         message = str(exc)
         if "Unsupported global" not in message:  # not a refused object: damaged bytes
             raise UserError(f"{what}: {path} is corrupt or not a weight file ({_first_line(exc)})") from exc
         refused = message[message.index("Unsupported global"):].splitlines()[0][:160]
         raise UserError(f"{what}: {path} holds objects other than tensors and plain types ({refused}); "
-                        f"only load such a file if you trust it") from exc
+                        f"{untrusted}") from exc
     except Exception as exc:  # truncated zip, random bytes, torch errors: all mean "not readable"
         raise UserError(f"{what}: {path} is corrupt or not a weight file ({_first_line(exc)})") from exc
 

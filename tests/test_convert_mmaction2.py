@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from commands.convert import convert
 from engine.checkpoint import load_trained
 from engine.inputs import model_input
 from errors import UserError
-from tests.mmaction2_modules import build, published_config
+from tests.mmaction2_modules import Mmaction2Recognizer, published_config
 from tests.random_weights import randomize
 
 I3D = "recognition/i3d/i3d_imagenet-pretrained-r50{}_8xb8-32x2x1-100e_kinetics400-rgb.py"
@@ -47,23 +48,18 @@ VARIANTS = {  # name -> (published config, backbone changes, model-zoo style fil
     "c2d_r50": ("recognition/c2d/c2d_r50-in1k-pre_8xb32-8x8x1-100e_kinetics400-rgb.py", {},
                 "c2d_r50-in1k-pre_8xb32-8x8x1-100e_kinetics400-rgb_20221027-3ca304fa.pth"),
 }
+# variant -> (its matching configs/model file, the key that file contradicts, the override that fixes it)
+MATCHING = {
+    "i3d_r50": ("i3d_r50", None, None), "i3d_r50_heavy": ("i3d_r50", None, None),
+    "i3d_r101": ("i3d_r50", "model.depth", "model.depth=101"),
+    "nl_embedded_gaussian": ("i3d_r50_nl5", None, None),
+    "nl_dot_product": ("i3d_r50_nl5", "model.attention.0.mode", "model.attention.0.mode=dot_product"),
+    "nl_gaussian": ("i3d_r50_nl5", "model.attention.0.mode", "model.attention.0.mode=gaussian"),
+    "nl_embedded_scaled_full": ("i3d_r50_nl5", "model.attention.0.subsample", "model.attention.0.subsample=false"),
+    "nl_concatenation_no_norm": ("i3d_r50_nl5", "model.attention.0.mode", "model.attention.0.mode=concatenation"),
+    "tsn_r50": ("tsn_r50", None, None), "c2d_r50": ("c2d_r50", None, None),
+}
 CLIP = (1, 3, 8, 64, 64)  # batch, channels, frames (TSN: segments), height, width
-
-
-class Mmaction2Recognizer(torch.nn.Module):
-    """What Recognizer3D / Recognizer2D do at test time: backbone on (N,C,T,H,W) or per frame, then the head."""
-
-    def __init__(self, config, backbone_changes):
-        super().__init__()
-        self.backbone = build({**config.model.backbone, **backbone_changes})
-        self.cls_head = build(config.model.cls_head)
-        self.two_d = config.model.type == "Recognizer2D"
-
-    def forward(self, x):
-        if self.two_d:  # (N, C, T, H, W) -> (N*T, C, H, W), consensus over the T segments in the head
-            n, c, t, h, w = x.shape
-            return self.cls_head(self.backbone(x.transpose(1, 2).reshape(n * t, c, h, w)), num_segs=t)
-        return self.cls_head(self.backbone(x))
 
 
 def mmaction2_file(tmp_path: Path, variant: str):
@@ -73,7 +69,7 @@ def mmaction2_file(tmp_path: Path, variant: str):
     config_name, changes, file_name = VARIANTS[variant]
     config = published_config(config_name)
     config.model.backbone.update(changes)
-    recognizer = Mmaction2Recognizer(config, {})
+    recognizer = Mmaction2Recognizer(config.model)
     randomize(recognizer, seed=len(variant))
     path = tmp_path / file_name
     meta = {"cfg": config.pretty_text} if file_name.startswith("renamed") else {"mmaction2_version": "1.2.0"}
@@ -83,29 +79,45 @@ def mmaction2_file(tmp_path: Path, variant: str):
 
 def convert_args(path: Path, out: Path, **extra) -> argparse.Namespace:
     values = dict(source="mmaction2", checkpoint=path, out=out, labels=None, arch=None, nonlocal_mode=None,
-                  trust_file=False, config=None, overrides=[])
+                  trust_file=False, config=None, overrides=[], verify=False)
     values.update(extra)
     return argparse.Namespace(**values)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_converted_logits_equal_mmaction2s(tmp_path, variant):
-    path, theirs, config = mmaction2_file(tmp_path, variant)
-    convert(convert_args(path, tmp_path / "ours.pt"))
-    ours, ours_cfg, labels = load_trained(tmp_path / "ours.pt")
-    assert len(labels) == 400
+def their_logits_and_clip(theirs, config):
     clip = torch.randint(0, 256, CLIP, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     mean = torch.tensor(config.model.data_preprocessor.mean).view(3, 1, 1, 1)
     std = torch.tensor(config.model.data_preprocessor.std).view(3, 1, 1, 1)
     their_input = (clip.float() - mean) / std  # ActionDataPreprocessor's normalisation
-    our_input = model_input(clip, torch.device("cpu"), ours_cfg.data, channels_last=False)
-    assert (our_input - their_input).abs().max() < 1e-5
     with torch.no_grad():
-        expected, got = theirs(their_input), ours(our_input)
-    error = ((got - expected).abs().max() / expected.abs().max()).item()
-    print(f"{variant}: max |diff| / max |logit| = {error:.2e} (max |logit| {expected.abs().max():.3g})")
-    assert expected.abs().max() > 1e-3 and error < 1e-4
+        return theirs(their_input), their_input, clip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_converted_logits_equal_mmaction2s_with_and_without_a_model_config(tmp_path, variant):
+    """Without --config, and with the matching configs/model file (refused first, naming the key, where that
+    file says otherwise than the checkpoint; then with the user's fix): the same logits, mmaction2's."""
+    path, theirs, config = mmaction2_file(tmp_path, variant)
+    expected, their_input, clip = their_logits_and_clip(theirs, config)
+    yaml_name, contradicted, fix = MATCHING[variant]
+    model_config = f"configs/model/{yaml_name}.yaml"
+    if contradicted:
+        with pytest.raises(UserError, match=rf"contradict the checkpoint: {re.escape(contradicted)} is "):
+            convert(convert_args(path, tmp_path / "refused.pt", config=model_config))
+        assert not (tmp_path / "refused.pt").exists()
+    convert(convert_args(path, tmp_path / "plain.pt"))
+    convert(convert_args(path, tmp_path / "configured.pt", config=model_config, overrides=[fix] if fix else []))
+    for name in ("plain", "configured"):
+        ours, ours_cfg, labels = load_trained(tmp_path / f"{name}.pt")
+        assert len(labels) == 400
+        our_input = model_input(clip, torch.device("cpu"), ours_cfg.data, channels_last=False)
+        assert (our_input - their_input).abs().max() < 1e-5
+        with torch.no_grad():
+            got = ours(our_input)
+        error = ((got - expected).abs().max() / expected.abs().max()).item()
+        print(f"{variant} ({name}): max |diff| / max |logit| = {error:.2e} (max |logit| {expected.abs().max():.3g})")
+        assert expected.abs().max() > 1e-3 and error < 1e-4
     blocks = ours.attention_blocks()
     if blocks:  # the non-local branches change the logits far beyond the tolerance
         for block in blocks.values():
@@ -124,15 +136,25 @@ def test_inferred_settings_and_what_the_weights_cannot_tell(tmp_path, capsys):
     with pytest.raises(UserError, match="--nonlocal-mode"):  # neither name nor meta says dot product
         convert(convert_args(renamed, tmp_path / "a.pt"))
     result = convert(convert_args(renamed, tmp_path / "b.pt", nonlocal_mode="dot_product"))
-    assert "non-local mode dot_product: from the command line" in result["notes"]
+    assert "model.attention.0.mode: dot_product  <- --nonlocal-mode" in result["report"]
+    with pytest.raises(UserError, match="--nonlocal-mode embedded_gaussian contradicts the file name, which says dot_product"):
+        convert(convert_args(path, tmp_path / "x.pt", nonlocal_mode="embedded_gaussian"))
     torch.save({"meta": {"cfg": config.pretty_text}, "state_dict": torch.load(renamed)["state_dict"]}, renamed)
-    result = convert(convert_args(renamed, tmp_path / "c.pt"))  # mmengine's stored config text
-    assert "non-local mode dot_product: from the checkpoint's stored config" in result["notes"]
+    result = convert(convert_args(renamed, tmp_path / "c.pt", overrides=["test.clips=2", "model.dropout=0.1"]))
+    report = "\n".join(result["report"])  # mmengine's stored config text; the overrides fill in what it may
+    assert "model.attention.0.mode: dot_product  <- the checkpoint's meta (its stored config)" in report
+    assert "model.attention.0.scale: False  <- the checkpoint's meta" in report
+    assert "test.clips: 2  <- override test.clips=2" in report and "model.dropout: 0.1  <- override" in report
+    assert "model.attention.0.blocks: [[1, 3], [1, 3, 5]]  <- the weights" in report
     _, cfg, _ = load_trained(tmp_path / "c.pt")
     entry = cfg.model.attention[0]
     assert (entry.mode, entry.scale, entry.subsample, list(entry.stages)) == ("dot_product", False, True, [3, 4])
     assert [list(b) for b in entry.blocks] == [[1, 3], [1, 3, 5]]
-    assert cfg.data.sampling.num_frames == 32 and cfg.test.clips * cfg.test.crops == 30
+    assert cfg.data.sampling.num_frames == 32 and cfg.test.clips * cfg.test.crops == 6 and cfg.model.dropout == 0.1
+    with pytest.raises(UserError, match=r"model\.attention\.0\.scale is False from the checkpoint's meta .*, True "
+                                        r"from override model\.attention\.0\.scale=true; model\.num_classes is 400"):
+        convert(convert_args(renamed, tmp_path / "d.pt", overrides=["model.attention.0.scale=true", "model.num_classes=7"]))
+    assert not (tmp_path / "d.pt").exists() and not (tmp_path / "d.yaml").exists()
 
 
 def test_a_leftover_key_a_missing_key_and_a_wrong_shape_are_named(tmp_path):
@@ -156,8 +178,10 @@ def test_labels_and_a_config_to_check_against(tmp_path):
         labels.write_text("".join(f"c{i}\n" for i in range(400)))
     convert(convert_args(path, tmp_path / "a.pt", labels=labels, config="configs/model/i3d_r50.yaml"))
     assert load_trained(tmp_path / "a.pt")[2] == labels.read_text().split("\n")[:400]
-    with pytest.raises(UserError, match="missing from the source"):  # the weights have no non-local blocks
+    with pytest.raises(UserError, match="model.attention has 0 entries from the weights, 1 from --config"):
         convert(convert_args(path, tmp_path / "b.pt", config="configs/model/i3d_r50_nl5.yaml"))
+    with pytest.raises(UserError, match="model.arch is i3d from the weights .3D kernels., c2d from --config"):
+        convert(convert_args(path, tmp_path / "b.pt", config="configs/model/c2d_r50.yaml"))
     short = tmp_path / "short.txt"
     short.write_text("a\nb\n")
     with pytest.raises(UserError, match="lists 2 classes"):
@@ -165,6 +189,9 @@ def test_labels_and_a_config_to_check_against(tmp_path):
     fine_tune = yaml.safe_load((tmp_path / "a.yaml").read_text())
     assert fine_tune["model"]["num_classes"] == 0 and fine_tune["model"]["temporal"]["res2_pool_kernel"] == 2
     assert [round(255 * s, 3) for s in fine_tune["data"]["transforms"]["std"]] == [58.395, 57.12, 57.375]
+    convert(convert_args(path, tmp_path / "again.pt", config=str(tmp_path / "a.yaml")))  # its own OUT.yaml agrees
+    assert torch.load(tmp_path / "again.pt", weights_only=True)["config"]["model"] == \
+        torch.load(tmp_path / "a.pt", weights_only=True)["config"]["model"]
 
 
 def test_a_converted_non_local_i3d_predicts_explains_and_shows_its_relations(tmp_path, clips_dir):

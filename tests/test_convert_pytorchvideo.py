@@ -1,6 +1,7 @@
 """`convert --source pytorchvideo`: pytorchvideo's own hub ResNets (I3D, Slow, C2D), random weights and BN
 statistics, saved as its model-zoo `.pyth` files are, give the same logits after conversion (8x224x224,
-the input their head pool is sized for)."""
+the input their head pool is sized for), converted with or without the matching configs/model file: with it,
+the written config and weights are those written without it, so the network and its logits are the same."""
 import argparse
 
 import pytest
@@ -13,6 +14,12 @@ from tests.random_weights import randomize
 
 hub = pytest.importorskip("pytorchvideo.models.hub.resnet", reason="pytorchvideo is a test-only dependency")
 MODELS = {"i3d_r50": "I3D_8x8_R50.pyth", "slow_r50": "SLOW_8x8_R50.pyth", "c2d_r50": "C2D_8x8_R50.pyth"}
+MATCHING = {"i3d_r50": "i3d_r50", "slow_r50": "i3d_r50", "c2d_r50": "c2d_r50"}
+
+
+def convert_args(path, out, config=None, verify=False):
+    return argparse.Namespace(source="pytorchvideo", checkpoint=path, out=out, labels=None, arch=None,
+                              nonlocal_mode=None, trust_file=False, config=config, overrides=[], verify=verify)
 
 
 @pytest.mark.slow
@@ -22,8 +29,11 @@ def test_converted_logits_equal_pytorchvideos(tmp_path, name):
     randomize(theirs, seed=7)
     path = tmp_path / MODELS[name]
     torch.save({"model_state": theirs.state_dict()}, path)
-    convert(argparse.Namespace(source="pytorchvideo", checkpoint=path, out=tmp_path / "ours.pt", labels=None, arch=None,
-                               nonlocal_mode=None, trust_file=False, config=None, overrides=[]))
+    convert(convert_args(path, tmp_path / "ours.pt"))
+    convert(convert_args(path, tmp_path / "configured.pt", config=f"configs/model/{MATCHING[name]}.yaml"))
+    plain, configured = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("ours", "configured"))
+    assert plain["config"] == configured["config"]
+    assert all(torch.equal(plain["model"][k], configured["model"][k]) for k in plain["model"])
     ours, cfg, _ = load_trained(tmp_path / "ours.pt")
     clip = torch.randint(0, 256, (1, 3, 8, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     inputs = model_input(clip, torch.device("cpu"), cfg.data, channels_last=False)

@@ -17,9 +17,9 @@ def test_tsn_from_a_torchvision_resnet_scores_as_the_image_network(tmp_path):
     randomize(image_net, seed=3)
     torch.save(image_net.state_dict(), tmp_path / "resnet18.pth")
     args = argparse.Namespace(source="torchvision", checkpoint=tmp_path / "resnet18.pth", out=tmp_path / "tsn.pt",
-                              labels=None, arch=None, nonlocal_mode=None, trust_file=False, config=None, overrides=[])
+                              labels=None, arch=None, nonlocal_mode=None, trust_file=False, config=None, overrides=[], verify=False)
     result = convert(args)
-    assert "depth 18: from the keys" in result["notes"]
+    assert "model.depth: 18  <- the weights (blocks per stage)" in result["report"]
     ours, cfg, labels = load_trained(tmp_path / "tsn.pt")
     assert cfg.model.arch == "tsn" and len(labels) == 1000
     frames = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))

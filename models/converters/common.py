@@ -1,7 +1,8 @@
 """What every checkpoint converter returns, and the strict key accounting they share.
 
 A converter maps a foreign state dict onto the keys of our `VideoClassifier` and infers the config the
-weights need. `Conversion.check_against(model)` proves that every key of the model is filled with a
+weights need, naming for each key where it was read (models/converters/settings.py holds the rule that
+user settings may fill in but never contradict them). `Conversion.check_against(model)` proves that every key of the model is filled with a
 tensor of the right shape and every source key was used, or raises one `UserError` naming the first few.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 
 from errors import UserError
 from models.backbones.resnet3d import LAYOUTS, Bottleneck
+from models.converters.settings import flatten
 from models.registry import Registry
 
 CONVERTERS = Registry("convert --source")
@@ -21,14 +23,25 @@ CONVERTERS = Registry("convert --source")
 
 @dataclass
 class Conversion:
-    """Our state dict, the config sections it needs (plain dicts), and a line per inference made."""
+    """Our state dict, the config sections it needs (plain dicts) and, per dotted key, where each was read."""
 
     state: Dict[str, torch.Tensor]
-    model: Dict[str, Any]  # `model.*` settings
-    data: Dict[str, Any] = field(default_factory=dict)  # `data.*` settings (normalisation, sampling, sizes)
-    test: Dict[str, Any] = field(default_factory=dict)  # `test.*` views
-    notes: List[str] = field(default_factory=list)
+    settings: Dict[str, Dict[str, Any]] = field(default_factory=lambda: {"model": {}, "data": {}, "test": {}})
+    sources: Dict[str, str] = field(default_factory=dict)
     unused: List[str] = field(default_factory=list)  # source keys no rule consumed
+
+    def put(self, key: str, value: Any, source: str) -> None:
+        """Set the dotted config key (e.g. `model.temporal.conv1_stride`) and record `source` for it."""
+        *parents, last = key.split(".")
+        node = self.settings
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+        self.sources.update({leaf: source for leaf in flatten(value, key)})
+
+    def cite(self, key: str, source: str) -> None:
+        """Name another source for one key already put (e.g. one option of an attention entry)."""
+        self.sources[key] = source
 
     def check_against(self, model: nn.Module, source: str) -> None:
         """Every model key filled with the right shape, every source key used; else one UserError."""

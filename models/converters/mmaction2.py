@@ -4,8 +4,8 @@ Read from the weights: 2D or 3D kernels, depth and block type, conv1's temporal 
 inflation, where non-local blocks sit, their width reduction, subsampling and whether they are Gaussian
 (no theta/phi) or concatenation (a projection). What the weights cannot show comes from `hints`, in this
 order: the config text mmengine stores in the checkpoint's `meta`, the model-zoo file name (it is the
-config's name, e.g. `...-r50-nl-dot-product_8xb8-32x2x1-...`), the caller's explicit choices, and
-last mmaction2's published configs; each is reported in `notes`:
+config's name, e.g. `...-r50-nl-dot-product_8xb8-32x2x1-...`), the caller's flags (which may not contradict
+the first two), and last mmaction2's published configs; `Conversion.sources` names which, per key:
   - C2D against TSN (both 2D ResNets with a linear head), embedded Gaussian against dot product;
   - the temporal strides of conv1 and pool1 (2 and 2, or 1 and 1 in the `heavy` I3D);
   - `use_scale` of the non-local blocks (False in every mmaction2 config);
@@ -26,6 +26,7 @@ import torch
 
 from errors import UserError
 from models.converters.common import CONVERTERS, Conversion, resnet_depth, take_state_dict
+from models.converters.config_text import read_config_text
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -33,27 +34,56 @@ BN_EPS = 1e-5
 ARCHS = ("i3d", "c2d", "tsn")
 NONLOCAL_MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
 
-# (regex on the backbone key without `backbone.`, our key template); \1.. are the groups
-BLOCK = r"layer(\d)\.(\d+)"
-RULES: List[Tuple[str, str]] = [
-    (r"conv1\.conv\.weight", "backbone.conv1.weight"),
-    (r"conv1\.bn\.(\w+)", r"backbone.bn1.\1"),
-    (BLOCK + r"\.conv(\d)\.conv\.weight", r"backbone.res{1}.\2.conv\3.weight"),
-    (BLOCK + r"\.conv(\d)\.bn\.(\w+)", r"backbone.res{1}.\2.bn\3.\4"),
-    (BLOCK + r"\.downsample\.conv\.weight", r"backbone.res{1}.\2.downsample.0.weight"),
-    (BLOCK + r"\.downsample\.bn\.(\w+)", r"backbone.res{1}.\2.downsample.1.\3"),
-    (BLOCK + r"\.non_local_block\.(g|theta|phi)(?:\.0)?\.conv\.(weight|bias)", r"backbone.res{1}.\2.attention.nonlocal.\3.\4"),
-    (BLOCK + r"\.non_local_block\.conv_out\.conv\.weight", r"backbone.res{1}.\2.attention.nonlocal.out.weight"),
-    (BLOCK + r"\.non_local_block\.conv_out\.bn\.(\w+)", r"backbone.res{1}.\2.attention.nonlocal.bn.\3"),
-    (BLOCK + r"\.non_local_block\.concat_project\.conv\.weight", r"backbone.res{1}.\2.attention.nonlocal.concat_weight"),
+# One table of key templates, mmaction2's against ours, read both ways (`rename`): {L} is mmaction2's
+# layer index and {R} = L + 1 our stage; {sub} is the `.0` mmcv puts into g and phi when it subsamples.
+PARTS = {"L": r"\d+", "R": r"\d+", "j": r"\d+", "c": r"\d", "p": r"\w+", "w": r"weight|bias", "gp": r"g|phi",
+         "sub": r"(?:\.0)?"}
+THEIR_BLOCK, OUR_BLOCK = "backbone.layer{L}.{j}", "backbone.res{R}.{j}"
+THEIR_NL, OUR_NL = THEIR_BLOCK + ".non_local_block", OUR_BLOCK + ".attention.nonlocal"
+KEYS: List[Tuple[str, str]] = [
+    ("backbone.conv1.conv.weight", "backbone.conv1.weight"),
+    ("backbone.conv1.bn.{p}", "backbone.bn1.{p}"),
+    (THEIR_BLOCK + ".conv{c}.conv.weight", OUR_BLOCK + ".conv{c}.weight"),
+    (THEIR_BLOCK + ".conv{c}.bn.{p}", OUR_BLOCK + ".bn{c}.{p}"),
+    (THEIR_BLOCK + ".downsample.conv.weight", OUR_BLOCK + ".downsample.0.weight"),
+    (THEIR_BLOCK + ".downsample.bn.{p}", OUR_BLOCK + ".downsample.1.{p}"),
+    (THEIR_NL + ".theta.conv.{w}", OUR_NL + ".theta.{w}"),
+    (THEIR_NL + ".{gp}{sub}.conv.{w}", OUR_NL + ".{gp}.{w}"),
+    (THEIR_NL + ".conv_out.conv.weight", OUR_NL + ".out.weight"),
+    (THEIR_NL + ".conv_out.bn.{p}", OUR_NL + ".bn.{p}"),
+    (THEIR_NL + ".concat_project.conv.weight", OUR_NL + ".concat_weight"),
+    ("cls_head.fc_cls.{w}", "head.fc.{w}"),
 ]
-HEAD_RULES = [(r"fc_cls\.(weight|bias)", r"head.fc.\1")]
-NO_NORM_BIAS = re.compile(BLOCK + r"\.non_local_block\.conv_out\.conv\.bias")
+NO_NORM_BIAS = re.compile(r"backbone\.layer(\d)\.(\d+)\.non_local_block\.conv_out\.conv\.bias")
+
+
+def _pattern(template: str) -> "re.Pattern[str]":
+    parts = re.split(r"\{(\w+)\}", template)
+    return re.compile("".join(re.escape(text) if i % 2 == 0 else f"(?P<{text}>{PARTS[text]})"
+                              for i, text in enumerate(parts)))
+
+
+PATTERNS = [(_pattern(theirs), _pattern(ours), theirs, ours) for theirs, ours in KEYS]
+
+
+def rename(key: str, to_ours: bool, sub: str = "") -> Optional[str]:
+    """An mmaction2 key as ours (`to_ours`) or ours as mmaction2's (g and phi with `sub`); None if no rule."""
+    for their_pattern, our_pattern, theirs, ours in PATTERNS:
+        found = (their_pattern if to_ours else our_pattern).fullmatch(key)
+        if found:
+            values = found.groupdict()
+            if "L" in values:
+                values["R"] = str(int(values["L"]) + 1)
+            if "R" in values:
+                values["L"] = str(int(values["R"]) - 1)
+            values.setdefault("sub", sub)
+            return (ours if to_ours else theirs).format(**values)
+    return None
 
 
 @dataclass
 class Hints:
-    """Settings the weights cannot show, gathered from the checkpoint's meta and file name."""
+    """Settings the weights cannot show, from the checkpoint's meta, its file name and the caller's flags."""
 
     arch: Optional[str] = None  # i3d | c2d | tsn
     nonlocal_mode: Optional[str] = None
@@ -61,15 +91,27 @@ class Hints:
     conv1_stride: Optional[int] = None
     pool1_stride: Optional[int] = None
     clip: Optional[Tuple[int, int, int]] = None  # clip_len x frame_interval x num_clips
+    mean: Optional[List[float]] = None  # data_preprocessor, on 0..255
+    std: Optional[List[float]] = None
     source: Dict[str, str] = field(default_factory=dict)  # setting -> where it was read
 
     @classmethod
-    def read(cls, meta: Any, file_name: str) -> "Hints":
+    def read(cls, meta: Any, file_name: str, flags: Mapping[str, Optional[str]]) -> "Hints":
         hints = cls()
         text = meta.get("cfg") if isinstance(meta, Mapping) else None
         if isinstance(text, str):
-            hints._from_config_text(text)
+            hints._from_config(read_config_text(text, f"{file_name}: meta['cfg']"))
         hints._from_file_name(file_name)
+        for name, value in flags.items():
+            if value is None:
+                continue
+            choices = {"arch": ARCHS, "nonlocal_mode": NONLOCAL_MODES}[name]
+            flag = f"--{name.replace('_', '-')}"
+            if value not in choices:
+                raise UserError(f"{flag} {value}: choose from {', '.join(choices)}")
+            if getattr(hints, name) not in (None, value):
+                raise UserError(f"{flag} {value} contradicts {hints.source[name]}, which says {getattr(hints, name)}")
+            hints._set(name, value, flag)
         return hints
 
     def _set(self, name: str, value: Any, where: str) -> None:
@@ -77,22 +119,27 @@ class Hints:
             setattr(self, name, value)
             self.source[name] = where
 
-    def _from_config_text(self, text: str) -> None:
-        where = "the checkpoint's stored config"
-        backbone = _section(text, "backbone")
-        kind = re.search(r"type\s*=\s*'(ResNet3d|C2D|ResNet)'", backbone)
-        self._set("arch", {"ResNet3d": "i3d", "C2D": "c2d", "ResNet": "tsn"}[kind.group(1)] if kind else None, where)
-        non_local = _section(backbone, "non_local_cfg")
-        for name, pattern, part, convert in (
-                ("nonlocal_mode", r"mode\s*=\s*'(\w+)'", non_local, str),
-                ("use_scale", r"use_scale\s*=\s*(True|False)", non_local, lambda v: v == "True"),
-                ("conv1_stride", r"conv1_stride_t\s*=\s*(\d+)", backbone, int),
-                ("pool1_stride", r"pool1_stride_t\s*=\s*(\d+)", backbone, int)):
-            found = re.search(pattern, part)
-            self._set(name, convert(found.group(1)) if found else None, where)
+    def _from_config(self, config: Mapping[str, Any]) -> None:
+        where = "the checkpoint's meta (its stored config)"
+        model = config["model"]
+        backbone = model.get("backbone") if isinstance(model.get("backbone"), dict) else {}
+        self._set("arch", {"ResNet3d": "i3d", "C2D": "c2d", "ResNet": "tsn"}.get(backbone.get("type")), where)
+        non_local = backbone.get("non_local_cfg") if isinstance(backbone.get("non_local_cfg"), dict) else {}
+        self._set("nonlocal_mode", non_local.get("mode"), where)
+        self._set("use_scale", non_local.get("use_scale"), where)
+        self._set("conv1_stride", backbone.get("conv1_stride_t"), where)
+        self._set("pool1_stride", backbone.get("pool1_stride_t"), where)
+        preprocessor = model.get("data_preprocessor") if isinstance(model.get("data_preprocessor"), dict) else {}
+        self._set("mean", preprocessor.get("mean"), where)
+        self._set("std", preprocessor.get("std"), where)
+        steps = config.get("test_pipeline") if isinstance(config.get("test_pipeline"), list) else []
+        sample = next((step for step in steps if isinstance(step, dict) and step.get("type") == "SampleFrames"), None)
+        if sample:
+            self._set("clip", (sample.get("clip_len", 1), sample.get("frame_interval", 1), sample.get("num_clips", 1)),
+                      where)
 
     def _from_file_name(self, name: str) -> None:
-        where = f"the file name {name}"
+        where = "the file name"
         name = name.lower()
         arch = "c2d" if name.startswith("c2d") and "nopool" not in name else \
             "tsn" if name.startswith(("tsn", "c2d")) else "i3d" if name.startswith("i3d") else None
@@ -107,57 +154,38 @@ class Hints:
         self._set("clip", tuple(int(v) for v in clip.groups()) if clip else None, where)
 
 
-def _section(text: str, name: str) -> str:
-    """The text of `name=dict(...)` in a config's text (brackets balanced), or '' when absent."""
-    found = re.search(rf"\b{name}\s*=\s*dict\(", text)
-    if not found:
-        return ""
-    depth, start = 1, found.end()
-    for end in range(start, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[end], 0)
-        if depth == 0:
-            return text[start:end]
-    return text[start:]
-
-
-def _split(state: Mapping[str, torch.Tensor], source: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], List[str]]:
-    """(backbone keys, head keys) without their prefixes; data_preprocessor buffers dropped, others left over."""
-    backbone, head, other = {}, {}, []
+def _split(state: Mapping[str, torch.Tensor], source: str) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """The backbone and head tensors under their mmaction2 keys; data_preprocessor buffers dropped, others left over."""
+    ours, other = {}, []
     for key, value in state.items():
-        if key.startswith("backbone."):
-            backbone[key[len("backbone."):]] = value
-        elif key.startswith("cls_head."):
-            head[key[len("cls_head."):]] = value
+        if key.startswith(("backbone.", "cls_head.")):
+            ours[key] = value
         elif not key.startswith("data_preprocessor."):
             other.append(key)
-    if "conv1.conv.weight" not in backbone or "fc_cls.weight" not in head:
+    if "backbone.conv1.conv.weight" not in ours or "cls_head.fc_cls.weight" not in ours:
         raise UserError(f"{source} is not an mmaction2 ResNet recognizer (no backbone.conv1.conv.weight "
                         "or cls_head.fc_cls.weight)")
-    return backbone, head, other
+    return ours, other
 
 
-def _blocks(backbone: Mapping[str, torch.Tensor]) -> Dict[int, Dict[int, Dict[str, torch.Tensor]]]:
+def _blocks(state: Mapping[str, torch.Tensor]) -> Dict[int, Dict[int, Dict[str, torch.Tensor]]]:
     """layer -> block -> {rest of key: tensor}."""
     layers: Dict[int, Dict[int, Dict[str, torch.Tensor]]] = defaultdict(lambda: defaultdict(dict))
-    for key, value in backbone.items():
-        found = re.match(BLOCK + r"\.(.+)", key)
+    for key, value in state.items():
+        found = re.match(r"backbone\.layer(\d)\.(\d+)\.(.+)", key)
         if found:
             layers[int(found.group(1))][int(found.group(2))][found.group(3)] = value
     return layers
 
 
-def _depth(layers, source: str) -> Tuple[int, bool]:
-    bottleneck = "conv3.conv.weight" in layers[1][0]
-    return resnet_depth(tuple(len(layers[i]) for i in range(1, 5)), bottleneck, source), bottleneck
-
-
-def _nonlocal(layers, hints: Hints, notes: List[str], source: str) -> List[Dict[str, Any]]:
-    """The `model.attention` entry of the non-local blocks, from their keys (empty when there are none)."""
+def _nonlocal(layers, hints: Hints, conversion: Conversion, source: str) -> None:
+    """The `model.attention` entry of the non-local blocks, from their keys (none when there are none)."""
     placed = {stage + 1: sorted(j for j, keys in blocks.items() if any(k.startswith("non_local_block.") for k in keys))
               for stage, blocks in layers.items()}
-    placed = {stage: blocks for stage, blocks in placed.items() if blocks}
+    placed = {stage: blocks for stage, blocks in sorted(placed.items()) if blocks}
     if not placed:
-        return []
+        conversion.put("model.attention", [], "the weights (no non-local keys)")
+        return
     options = set()
     for stage, blocks in placed.items():
         for j in blocks:
@@ -168,81 +196,67 @@ def _nonlocal(layers, hints: Hints, notes: List[str], source: str) -> List[Dict[
                 "concatenation" if "concat_project.conv.weight" in keys else "embedded"
             options.add((shape, "g.0.conv.weight" in keys, g.shape[1] // g.shape[0]))
     if len(options) > 1:
-        raise UserError(f"{source}: non-local blocks of different kinds {sorted(options)}; convert with --config")
+        raise UserError(f"{source}: non-local blocks of different kinds {sorted(options)}; mmaction2 has one "
+                        "non_local_cfg for all blocks")
     shape, subsample, reduction = options.pop()
-    if shape == "embedded":
-        mode = hints.nonlocal_mode
-        if mode not in ("embedded_gaussian", "dot_product"):
-            raise UserError(f"{source}: its non-local blocks are embedded Gaussian or dot product, which the "
-                            "weights cannot tell apart and neither the file name nor its meta says; "
-                            "pass --nonlocal-mode embedded_gaussian|dot_product")
-        notes.append(f"non-local mode {mode}: from {hints.source.get('nonlocal_mode', 'the command line')}")
-    else:
-        mode = shape
-        notes.append(f"non-local mode {mode}: from the weights")
+    if shape == "embedded" and hints.nonlocal_mode not in ("embedded_gaussian", "dot_product"):
+        raise UserError(f"{source}: its non-local blocks are embedded Gaussian or dot product, which the "
+                        "weights cannot tell apart and neither the file name nor its meta says; "
+                        "pass --nonlocal-mode embedded_gaussian|dot_product")
+    mode = hints.nonlocal_mode if shape == "embedded" else shape
     use_scale = hints.use_scale if hints.use_scale is not None else False
-    notes.append(f"non-local use_scale={use_scale}: from "
-                 f"{hints.source.get('use_scale', 'mmaction2 configs (all published ones use False)')}")
-    stages = sorted(placed)
-    notes.append("non-local blocks at " + ", ".join(f"res{s}.{j}" for s in stages for j in placed[s])
-                 + f" (reduction {reduction}, subsample {subsample}): from the keys")
     # mmcv applies the 1/sqrt(width) scale to embedded Gaussian only
-    return [{"type": "nonlocal", "stages": stages, "blocks": [placed[s] for s in stages], "mode": mode,
-             "reduction": reduction, "subsample": subsample, "scale": bool(use_scale) and mode == "embedded_gaussian"}]
-
-
-def _rename(key: str, rules: List[Tuple[str, str]]) -> Optional[str]:
-    for pattern, template in rules:
-        found = re.fullmatch(pattern, key)
-        if found:
-            if "{1}" in template:  # mmaction2 layer N is our res(N+1)
-                template = template.replace("{1}", str(int(found.group(1)) + 1))
-            return found.expand(template)
-    return None
-
-
-def _map_tensors(backbone, head, two_d: bool) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    state, unused = {}, []
-    for part, rules, prefix in ((backbone, RULES, "backbone."), (head, HEAD_RULES, "cls_head.")):
-        for key, value in part.items():
-            no_norm = NO_NORM_BIAS.fullmatch(key) if prefix == "backbone." else None
-            if no_norm:  # conv_out without BN: its bias becomes an identity BN with that bias
-                bn = f"backbone.res{int(no_norm.group(1)) + 1}.{no_norm.group(2)}.attention.nonlocal.bn."
-                state.update({bn + "weight": torch.ones_like(value), bn + "bias": value.clone(),
-                              bn + "running_mean": torch.zeros_like(value),
-                              bn + "running_var": torch.full_like(value, 1 - BN_EPS),
-                              bn + "num_batches_tracked": torch.tensor(0)})
-                continue
-            ours = _rename(key, rules)
-            if ours is None:
-                unused.append(prefix + key)
-                continue
-            if ours.endswith("concat_weight"):
-                value = value.flatten()
-            elif two_d and value.dim() == 4:  # a 2D kernel is a 1 x kh x kw 3D kernel
-                value = value.unsqueeze(2)
-            state[ours] = value.clone()
-    return state, unused
-
-
-def _data_settings(arch: str, hints: Hints, notes: List[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """`data.*` and `test.*` of mmaction2's test pipeline for this architecture."""
-    default_clip = {"i3d": (32, 2, 1), "c2d": (8, 8, 1), "tsn": (1, 1, 8)}[arch]
-    clip_len, interval, num_clips = hints.clip or default_clip
-    notes.append(f"sampling {clip_len}x{interval}x{num_clips}: from "
-                 f"{hints.source.get('clip', 'the mmaction2 config of this architecture')}")
-    crop = 256 if arch == "i3d" else 224  # their I3D tests on three 256 crops, the others on 224
-    data = {"transforms": {"mean": [m / 255 for m in MEAN], "std": [s / 255 for s in STD], "test_scale": 256,
-                           "crop_size": crop, "train_scale": [256, 320]}}
-    if arch == "tsn":
-        data["sampling"] = {"mode": "segments", "num_segments": num_clips}
-        test = {"clips": 1, "crops": 3}
+    conversion.put("model.attention", [{
+        "type": "nonlocal", "stages": list(placed), "blocks": list(placed.values()), "mode": mode,
+        "reduction": reduction, "subsample": subsample, "scale": bool(use_scale) and mode == "embedded_gaussian"}],
+        "the weights (non-local keys: where, their widths, g.0 when subsampled)")
+    if shape == "embedded":
+        conversion.cite("model.attention.0.mode", hints.source["nonlocal_mode"])
     else:
-        data["sampling"] = {"mode": "dense", "num_frames": clip_len, "stride": interval}
-        test = {"clips": 10, "crops": 3}
-    notes.append(f"normalisation mean {list(MEAN)}, std {list(STD)} on 0..255; test views "
-                 f"{test['clips']} clips x {test['crops']} crops of {crop} from short side 256")
-    return data, test
+        conversion.cite("model.attention.0.mode", "the weights (" + ("no theta/phi" if shape == "gaussian" else "a concat_project") + ")")
+    conversion.cite("model.attention.0.scale", hints.source.get(
+        "use_scale", "mmaction2's published configs (all use use_scale=False)"))
+
+
+def _map_tensors(state: Mapping[str, torch.Tensor], two_d: bool) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    ours, unused = {}, []
+    for key, value in state.items():
+        no_norm = NO_NORM_BIAS.fullmatch(key)
+        if no_norm:  # conv_out without BN: its bias becomes an identity BN with that bias
+            bn = f"backbone.res{int(no_norm.group(1)) + 1}.{no_norm.group(2)}.attention.nonlocal.bn."
+            ours.update({bn + "weight": torch.ones_like(value), bn + "bias": value.clone(),
+                         bn + "running_mean": torch.zeros_like(value),
+                         bn + "running_var": torch.full_like(value, 1 - BN_EPS),
+                         bn + "num_batches_tracked": torch.tensor(0)})
+            continue
+        name = rename(key, to_ours=True)
+        if name is None:
+            unused.append(key)
+            continue
+        if name.endswith("concat_weight"):
+            value = value.flatten()
+        elif two_d and value.dim() == 4:  # a 2D kernel is a 1 x kh x kw 3D kernel
+            value = value.unsqueeze(2)
+        ours[name] = value  # the loaded file is ours: no copy
+    return ours, unused
+
+
+def _data_settings(arch: str, hints: Hints, conversion: Conversion) -> None:
+    """`data.*` and `test.*` of mmaction2's test pipeline for this architecture."""
+    published = f"mmaction2's published {arch.upper()} configs"
+    clip_len, interval, num_clips = hints.clip or {"i3d": (32, 2, 1), "c2d": (8, 8, 1), "tsn": (1, 1, 8)}[arch]
+    clip_source = hints.source.get("clip", published)
+    for name, values in (("mean", hints.mean or MEAN), ("std", hints.std or STD)):
+        conversion.put(f"data.transforms.{name}", [v / 255 for v in values],
+                       f"{hints.source.get(name, published)}: {list(values)} on 0..255")
+    conversion.put("data.transforms.test_scale", 256, published)
+    conversion.put("data.transforms.crop_size", 256 if arch == "i3d" else 224, published)  # their I3D tests on 256 crops
+    if arch == "tsn":
+        conversion.put("data.sampling", {"mode": "segments", "num_segments": num_clips}, clip_source)
+        conversion.put("test", {"clips": 1, "crops": 3}, published)
+    else:
+        conversion.put("data.sampling", {"mode": "dense", "num_frames": clip_len, "stride": interval}, clip_source)
+        conversion.put("test", {"clips": 10, "crops": 3}, published)
 
 
 @CONVERTERS.register("mmaction2")
@@ -251,45 +265,50 @@ def convert_mmaction2(checkpoint: Any, file_name: str, arch: Optional[str] = Non
     """An mmaction2 checkpoint (the loaded file) -> our state dict and config; `arch` and `nonlocal_mode`
     settle what neither the weights, the meta nor the file name tell."""
     state = take_state_dict(checkpoint, file_name)
-    hints = Hints.read(checkpoint.get("meta") if isinstance(checkpoint, dict) else None, file_name)
-    for name, value, choices in (("arch", arch, ARCHS), ("nonlocal_mode", nonlocal_mode, NONLOCAL_MODES)):
-        if value is not None:
-            if value not in choices:
-                raise UserError(f"--{name.replace('_', '-')} {value}: choose from {', '.join(choices)}")
-            setattr(hints, name, value)
-            hints.source[name] = "the command line"
-    backbone, head, other = _split(state, file_name)
-    notes: List[str] = []
-    conv1 = backbone["conv1.conv.weight"]
-    layers = _blocks(backbone)
-    depth, bottleneck = _depth(layers, file_name)
-    key = "conv1.conv.weight"
-    if conv1.dim() == 4:
+    hints = Hints.read(checkpoint.get("meta") if isinstance(checkpoint, dict) else None, file_name,
+                       {"arch": arch, "nonlocal_mode": nonlocal_mode})
+    theirs, other = _split(state, file_name)
+    conv1 = theirs["backbone.conv1.conv.weight"]
+    two_d = conv1.dim() == 4
+    layers = _blocks(theirs)
+    bottleneck = "conv3.conv.weight" in layers[1][0]
+    depth = resnet_depth(tuple(len(layers[i]) for i in range(1, 5)), bottleneck, file_name)
+    ours, unused = _map_tensors(theirs, two_d)
+    conversion = Conversion(state=ours, unused=other + unused)
+    put = conversion.put
+    if two_d:
         arch = hints.arch if hints.arch in ("c2d", "tsn") else "tsn"
-        notes.append(f"architecture {arch}: 2D kernels; C2D or TSN from {hints.source.get('arch', 'nothing (TSN assumed)')}")
-        model: Dict[str, Any] = {"arch": arch, "depth": depth}
+        put("model.arch", arch, f"the weights (2D kernels) and {hints.source['arch']}" if hints.arch in ("c2d", "tsn")
+            else "the weights (2D kernels; nothing names C2D, so TSN: pass --arch c2d for a C2D)")
         if arch == "c2d":  # mmaction2's C2D: 2D stem without temporal stride, unpadded pool, kernel-2 pool after res2
-            model["temporal"] = {"conv1_stride": 1, "pool1_stride": 1, "res2_pool_stride": 2, "res2_pool_kernel": 2}
-            model["stem_pool_padding"] = 0
+            put("model.temporal", {"conv1_stride": 1, "pool1_stride": 1, "res2_pool_stride": 2, "res2_pool_kernel": 2},
+                "mmaction2's C2D backbone")
+            put("model.stem_pool_padding", 0, "mmaction2's C2D backbone")
     else:
         arch = "i3d"
-        inflate = [[int(layers[i][j][key].shape[2] > 1) for j in sorted(layers[i])] for i in range(1, 5)]
-        conv1_stride = hints.conv1_stride if hints.conv1_stride is not None else 2
-        pool1_stride = hints.pool1_stride if hints.pool1_stride is not None else 2
-        model = {"arch": "i3d", "depth": depth, "inflate": inflate,
-                 "temporal": {"conv1_kernel": int(conv1.shape[2]), "conv1_stride": conv1_stride,
-                              "pool1_stride": pool1_stride, "pool1_kernel": 1, "res2_pool_stride": 2,
-                              "res2_pool_kernel": 2}}
-        notes.append(f"architecture i3d: 3D kernels, conv1 {conv1.shape[2]}x7x7, inflation {inflate}: from the weights")
-        notes.append(f"temporal strides conv1 {conv1_stride}, pool1 {pool1_stride}: from "
-                     f"{hints.source.get('conv1_stride', 'the I3D config (i3d_r50.py)')}")
-    notes.insert(0, f"depth {depth} ({'bottleneck' if bottleneck else 'basic'} blocks {[len(layers[i]) for i in range(1, 5)]}): from the keys")
-    model["attention"] = _nonlocal(layers, hints, notes, file_name)
-    if model["attention"] and arch == "tsn":
-        raise UserError(f"{file_name}: a TSN with non-local blocks is not an mmaction2 model; convert with --arch c2d")
-    model["dropout"] = 0.5 if arch != "tsn" else 0.4
-    ours, unused = _map_tensors(backbone, head, two_d=conv1.dim() == 4)
-    data, test = _data_settings(arch, hints, notes)
-    num_classes = int(head["fc_cls.weight"].shape[0])
-    notes.append(f"{num_classes} classes: from cls_head.fc_cls")
-    return Conversion(state=ours, model=model, data=data, test=test, notes=notes, unused=other + unused)
+        put("model.arch", "i3d", "the weights (3D kernels)")
+        put("model.inflate", [[int(layers[i][j]["conv1.conv.weight"].shape[2] > 1) for j in sorted(layers[i])]
+                              for i in range(1, 5)], "the weights (temporal kernels)")
+        published = "mmaction2's published I3D configs"
+        temporal = {"conv1_kernel": (int(conv1.shape[2]), "the weights (conv1)"),
+                    "conv1_stride": (2 if hints.conv1_stride is None else hints.conv1_stride,
+                                     hints.source.get("conv1_stride", published)),
+                    "pool1_stride": (2 if hints.pool1_stride is None else hints.pool1_stride,
+                                     hints.source.get("pool1_stride", published)),
+                    "pool1_kernel": (1, "mmaction2's ResNet3d (pool1 is 1x3x3)"),
+                    "res2_pool_stride": (2, "mmaction2's ResNet3d (pool2 is 2x1x1)"),
+                    "res2_pool_kernel": (2, "mmaction2's ResNet3d (pool2 is 2x1x1)")}
+        for name, (value, source) in temporal.items():
+            put(f"model.temporal.{name}", value, source)
+    counts = [len(layers[i]) for i in range(1, 5)]
+    put("model.depth", depth, f"the weights ({'bottleneck' if bottleneck else 'basic'} blocks {counts})")
+    put("model.width", conv1.shape[0] / 64, f"the weights (conv1 has {conv1.shape[0]} channels)")
+    _nonlocal(layers, hints, conversion, file_name)
+    if conversion.settings["model"]["attention"] and arch != "i3d":
+        raise UserError(f"{file_name}: an mmaction2 {arch.upper()} has no non-local blocks, these weights have some")
+    put("model.iaa.enabled", False, "the weights (a linear classifier)")
+    put("model.num_classes", int(theirs["cls_head.fc_cls.weight"].shape[0]), "the weights (cls_head.fc_cls)")
+    put("model.dropout", 0.5 if arch != "tsn" else 0.4, f"mmaction2's published {arch.upper()} configs")
+    _data_settings(arch, hints, conversion)
+    return conversion
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from errors import UserError
 from models.converters.common import CONVERTERS, Conversion, resnet_depth, take_state_dict
@@ -71,26 +71,35 @@ def convert_pytorchvideo(checkpoint: Any, file_name: str, arch: Optional[str] = 
     inflate = [[int(blocks[f"res{s}"][j].shape[2] > 1) for j in sorted(blocks[f"res{s}"])] for s in range(2, 6)]
     conv1 = state["blocks.0.conv.weight"]
     slow = "slow" in file_name.lower()
-    temporal = {"conv1_kernel": int(conv1.shape[2]), "conv1_stride": 1, "pool1_stride": 1,
-                "res2_pool_stride": 1 if slow else 2, "res2_pool_kernel": 1 if slow else 2}
     three_d = conv1.shape[2] > 1 or any(any(flags) for flags in inflate)
-    arch = arch or ("i3d" if three_d else "c2d")
-    model: Dict[str, Any] = {"arch": arch, "depth": depth, "temporal": temporal, "dropout": 0.5}
-    if arch == "i3d":
-        model["inflate"] = inflate
-    notes: List[str] = [f"depth {depth}: from the keys",
-                        f"architecture {arch}, conv1 {conv1.shape[2]}x7x7, inflation {inflate}: from the weights",
-                        "no temporal pool after res2: 'slow' in the file name" if slow else
-                        "a (2,1,1) temporal max-pool after res2: pytorchvideo's I3D/C2D (no 'slow' in the file name)"]
     ours, unused = {}, []
     for key, value in state.items():
         name = _rename(key, stages, head)
         if name is None:
             unused.append(key)
         else:
-            ours[name] = value.clone()
-    data = {"transforms": {"mean": MEAN, "std": STD, "test_scale": 256, "crop_size": 256, "train_scale": [256, 320]},
-            "sampling": {"mode": "dense", "num_frames": 8, "stride": 8}}
-    notes.append("normalisation mean 0.45, std 0.225; sampling 8x8; test views 10 clips x 3 crops of 256")
-    notes.append(f"{int(state[f'blocks.{head}.proj.weight'].shape[0])} classes: from blocks.{head}.proj")
-    return Conversion(state=ours, model=model, data=data, test={"clips": 10, "crops": 3}, notes=notes, unused=unused)
+            ours[name] = value
+    conversion = Conversion(state=ours, unused=unused)
+    put = conversion.put
+    put("model.arch", arch or ("i3d" if three_d else "c2d"),
+        "--arch" if arch else f"the weights ({'some' if three_d else 'no'} temporal kernels)")
+    put("model.depth", depth, f"the weights (blocks {list(counts)})")
+    put("model.width", conv1.shape[0] / 64, f"the weights (conv1 has {conv1.shape[0]} channels)")
+    if conversion.settings["model"]["arch"] == "i3d":
+        put("model.inflate", inflate, "the weights (temporal kernels)")
+    put("model.temporal", {"conv1_kernel": int(conv1.shape[2]), "conv1_stride": 1, "pool1_stride": 1},
+        "pytorchvideo's create_resnet (stem without temporal stride)")
+    conversion.cite("model.temporal.conv1_kernel", "the weights (conv1)")
+    put("model.temporal.res2_pool_stride", 1 if slow else 2,
+        "the file name ('slow': no pool after res2)" if slow else "the file name (no 'slow': I3D/C2D pool time after res2)")
+    put("model.temporal.res2_pool_kernel", 1 if slow else 2, conversion.sources["model.temporal.res2_pool_stride"])
+    put("model.attention", [], "the weights (pytorchvideo ResNets have no attention blocks)")
+    put("model.iaa.enabled", False, "the weights (a linear classifier)")
+    put("model.num_classes", int(state[f"blocks.{head}.proj.weight"].shape[0]), f"the weights (blocks.{head}.proj)")
+    put("model.dropout", 0.5, "pytorchvideo's hub models")
+    published = "pytorchvideo's Kinetics recipe"
+    put("data.transforms", {"mean": MEAN, "std": STD, "test_scale": 256, "crop_size": 256, "train_scale": [256, 320]},
+        published)
+    put("data.sampling", {"mode": "dense", "num_frames": 8, "stride": 8}, published)
+    put("test", {"clips": 10, "crops": 3}, published)
+    return conversion

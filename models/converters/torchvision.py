@@ -35,10 +35,9 @@ def convert_torchvision(checkpoint: Any, file_name: str, arch: Optional[str] = N
     state = take_state_dict(checkpoint, file_name)
     if "conv1.weight" not in state or "fc.weight" not in state:
         raise UserError(f"{file_name} is not a torchvision ResNet state dict (no conv1.weight or fc.weight)")
-    arch = arch or "tsn"
     depth = _depth(state, file_name)
-    model = {"arch": arch, "depth": depth}
-    target = build_model(OmegaConf.merge(OmegaConf.structured(ModelConfig), model), int(state["fc.weight"].shape[0]))
+    target = build_model(OmegaConf.merge(OmegaConf.structured(ModelConfig), {"arch": arch or "tsn", "depth": depth}),
+                         int(state["fc.weight"].shape[0]))
     target_state = target.state_dict()
     ours, unused = {}, []
     for key, value in state.items():
@@ -47,10 +46,15 @@ def convert_torchvision(checkpoint: Any, file_name: str, arch: Optional[str] = N
             unused.append(key)
             continue
         ours[name] = inflate_kernel(key, value, target_state[name], file_name).clone()
-    notes = [f"depth {depth}: from the keys", f"architecture {arch}: "
-             + ("the 2D network on each segment" if arch == "tsn" else "2D kernels inflated over time"),
-             f"{int(state['fc.weight'].shape[0])} classes: from fc", "ImageNet normalisation"]
-    data = {"transforms": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}}
-    if arch == "tsn":
-        data["sampling"] = {"mode": "segments"}
-    return Conversion(state=ours, model=model, data=data, notes=notes, unused=unused)
+    conversion = Conversion(state=ours, unused=unused)
+    conversion.put("model.arch", arch or "tsn", "--arch" if arch else
+                   "what a 2D network becomes without --arch: TSN, the network on each segment")
+    conversion.put("model.depth", depth, "the weights (blocks per stage)")
+    conversion.put("model.width", state["conv1.weight"].shape[0] / 64, "the weights (conv1's channels)")
+    conversion.put("model.attention", [], "the weights (torchvision ResNets have no attention blocks)")
+    conversion.put("model.iaa.enabled", False, "the weights (a linear classifier)")
+    conversion.put("model.num_classes", int(state["fc.weight"].shape[0]), "the weights (fc)")
+    conversion.put("data.transforms", {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}, "torchvision's ImageNet recipe")
+    if (arch or "tsn") == "tsn":
+        conversion.put("data.sampling.mode", "segments", "TSN's sampling")
+    return conversion
