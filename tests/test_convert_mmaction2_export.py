@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from configs.compose import config_from_dict, load_config, model_config_names
+from configs.compose import load_config, model_config_names
+from engine.config import config_from_dict
 from commands.convert import convert
 from errors import UserError
 from models.build import build_model
