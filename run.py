@@ -22,6 +22,7 @@ COMMANDS = {
     ("train",): ("commands.train", "train (alone or under torchrun)"),
     ("test",): ("commands.test", "multi-view test of checkpoint=PATH, writes test_results.json"),
     ("convert",): ("commands.convert", "a published checkpoint (mmaction2, pytorchvideo, torchvision) into ours"),
+    ("export",): ("commands.export", "a checkpoint of ours to ONNX, TorchScript or mmaction2 (docs/export.md)"),
     ("predict",): ("commands.predict", "labels of any video, a timeline of sliding clips, Grad-CAM with --explain"),
     ("visualize",): ("commands.visualize", "long-range frame relations of a non-local block"),
     ("profile",): ("commands.profile", "memory and FLOPs of non-local placements"),

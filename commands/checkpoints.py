@@ -17,6 +17,17 @@ def load_trained(path: str | Path) -> Tuple[nn.Module, Config, List[str]]:
     return model_from_state(state, path), config_from_dict(state["config"]), list(state["labels"])
 
 
+def load_predictor(path: str | Path) -> Tuple[nn.Module, Config, List[str]]:
+    """`load_trained`, or for an exported `.onnx` file its onnxruntime model with the config sections and
+    class names its metadata holds (inference/onnx_model.py)."""
+    from inference.onnx_model import is_onnx, load_onnx
+
+    if not is_onnx(path):
+        return load_trained(path)
+    model, sections, labels = load_onnx(path)
+    return model, config_from_dict(sections), labels
+
+
 def checkpoint_argument(cfg: Config, command: str) -> str:
     """`checkpoint=PATH` (or `test.checkpoint`), required by the inference commands."""
     path = cfg.checkpoint or cfg.test.checkpoint

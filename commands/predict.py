@@ -1,9 +1,10 @@
-"""`run.py predict checkpoint=PATH --video FILE_OR_DIR --out DIR [--top-k K] [--explain [--class NAME]]`.
+"""`run.py predict checkpoint=PATH|MODEL.onnx --video FILE_OR_DIR --out DIR [--top-k K] [--explain [--class NAME]]`.
 
 Every video (a folder is searched recursively) gets its top-k labels over the checkpoint's test views
 and a timeline of sliding windows (analysis/predict.py); DIR/predictions.json holds them all with
 every unreadable video and its reason, DIR/<stem>_timeline.png the timeline of each video longer than
 one window, and with --explain DIR/<stem>_gradcam.png/.mp4 a Grad-CAM of `predict.gradcam_layer`.
+An ONNX file from `run.py export` runs with onnxruntime, its views and class names from its metadata.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from tqdm import tqdm
 
 from analysis.explain import explain_video
 from analysis.predict import check_options, predict_video, save_timeline
-from commands.checkpoints import checkpoint_argument, load_trained
+from commands.checkpoints import checkpoint_argument, load_predictor
 from commands.config import Config
 from commands.test import test_config
 from engine.distributed import init_distributed
 from errors import UserError
+from inference.onnx_model import is_onnx
 from video.decode import VIDEO_SUFFIXES, VideoDecodeError
 
 
@@ -45,7 +47,11 @@ def find_videos(path: Path) -> List[Path]:
 
 
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    model, trained, labels = load_trained(checkpoint_argument(cfg, "predict"))
+    path = checkpoint_argument(cfg, "predict")
+    if args.explain and is_onnx(path):
+        raise UserError(f"--explain needs the PyTorch checkpoint (Grad-CAM takes gradients, which onnxruntime "
+                        f"does not give); {path} is an ONNX file")
+    model, trained, labels = load_predictor(path)
     cfg = test_config(args, cfg, trained)
     options = cfg.predict
     if args.top_k is not None:

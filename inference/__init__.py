@@ -1,0 +1,1 @@
+"""Running trained models on videos: exported files (ONNX) as models, and what they need to know."""
