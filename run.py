@@ -35,6 +35,7 @@ COMMANDS = {
     ("bench", "train"): ("commands.bench_train", "training-step clips/s, data wait, peak memory, attention kernels"),
     ("bench", "recovery"): ("commands.bench_recovery", "SIGKILL a torchrun rank N times: recovered/N"),
     ("bench", "memory"): ("commands.bench_memory", "loader worker RSS growth per 1000 decodes per backend"),
+    ("bench", "predict"): ("commands.bench_predict", "predict clips/s: a checkpoint under torch vs its ONNX export"),
     ("check",): ("commands.check", "decode every listed video as training would; report the bad ones"),
     ("demo",): ("commands.demo", "the end-to-end run behind `make demo`"),
 }

@@ -3,7 +3,8 @@
 The model of a checkpoint of ours out to another runtime (models/export/, docs/export.md). The example
 clip is the checkpoint's own test view unless --frames/--size say otherwise; the class names and the view
 go into the file's metadata. Files are written into a temporary folder beside FILE and renamed into place,
-so a failed export leaves nothing behind.
+so a failed export leaves nothing behind. `key=value` overrides may set the view keys stored in the
+metadata (e.g. test.crops=3), nothing else.
 """
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from commands.checkpoints import checkpoint_argument, load_trained
 from commands.config import Config
 from errors import UserError
-from inference.view_metadata import clip_shape, export_view, view_metadata
+from inference.view_metadata import VIEW_KEYS, clip_shape, export_view, view_metadata
 from models.export import FORMATS, ExportRequest
 
 
@@ -25,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="the file to write (companions go beside it)")
     parser.add_argument("--frames", type=int, help="T of the example clip (default: the checkpoint's test view)")
     parser.add_argument("--size", type=int, help="crop size S of the example clip (default: the test view's)")
-    parser.add_argument("--dynamic-batch", action="store_true", help="ONNX: let the batch axis vary")
+    parser.add_argument("--dynamic-batch", action="store_true",
+                        help="ONNX: a variable batch axis; both formats are also checked on a second batch size")
 
 
 def staging_folder(out: Path) -> Path:
@@ -39,11 +44,26 @@ def staging_folder(out: Path) -> Path:
         raise UserError(f"--out {out}: cannot write into the folder {out.parent} ({exc.strerror or exc})") from exc
 
 
+def with_view_overrides(trained: Config, args: argparse.Namespace) -> Config:
+    """The checkpoint's config with the `key=value` overrides of view keys (the metadata); the model and
+    everything else come from the checkpoint, so any other key is refused rather than ignored."""
+    if args.config:
+        raise UserError("export takes the checkpoint's own config, not --config; set view keys as key=value")
+    items = [item for item in args.overrides if item.partition("=")[0] not in ("checkpoint", "test.checkpoint")]
+    for item in items:
+        if item.partition("=")[0] not in VIEW_KEYS:
+            raise UserError(f"export: '{item.partition('=')[0]}' is not a view key; these are: {', '.join(VIEW_KEYS)}")
+    try:
+        return OmegaConf.merge(trained, OmegaConf.from_dotlist(items))
+    except OmegaConfBaseException as exc:
+        raise UserError(f"export: override {str(exc).splitlines()[0]}") from exc
+
+
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
     exporter = FORMATS.get(args.format)  # an unknown format ends here, before any work
     path = checkpoint_argument(cfg, "export")
     model, trained, labels = load_trained(path)
-    view = export_view(trained, args.frames, args.size)
+    view = export_view(with_view_overrides(trained, args), args.frames, args.size)
     shape = clip_shape(view)
     staging = staging_folder(args.out)
     try:

@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("VIDEO_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -21,3 +22,12 @@ def clips_dir() -> Path:
     if not CLIPS_DIR.is_dir():
         pytest.skip(f"real clips folder {CLIPS_DIR} is absent (set VIDEO_TEST_DATA to point at it)")
     return CLIPS_DIR
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one torch thread is faster than two fighting over a small shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

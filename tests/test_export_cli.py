@@ -1,5 +1,6 @@
 """`run.py export` on checkpoints: self-describing ONNX and TorchScript files, a dynamic batch, `predict`
-of an ONNX file against its checkpoint on a real clip, and every bad input as one `error:` line."""
+(and `bench predict`) of an ONNX file against its checkpoint on a real clip, and every bad input as one
+`error:` line."""
 from __future__ import annotations
 
 import json
@@ -13,22 +14,16 @@ import torch
 
 import run
 from commands.config import load_config
-from engine.checkpoint import FORMAT, config_to_container, load_for_inference, save_checkpoint
+from engine.checkpoint import load_for_inference
 from errors import UserError
-from models.build import build_model
 from tests.conftest import ROOT, SHARED_DATA
-from tests.random_weights import randomize
+from tests.random_weights import random_checkpoint
 
 VIEW = ["data.sampling.num_frames=8", "data.sampling.stride=4", "data.transforms.test_scale=48",
         "data.transforms.crop_size=40", "test.clips=2", "test.crops=3", "predict.window_stride=2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def labels() -> list[str]:
@@ -38,25 +33,20 @@ def labels() -> list[str]:
 
 def checkpoint(tmp_path, model_config: str, *overrides: str):
     cfg = load_config(str(ROOT / "configs" / "model" / f"{model_config}.yaml"), [*VIEW, *overrides])
-    names = labels()
-    model = build_model(cfg.model, len(names))
-    randomize(model, seed=3)
-    path = tmp_path / f"{model_config}.pt"
-    save_checkpoint({"format": FORMAT, "model": model.state_dict(), "config": config_to_container(cfg),
-                     "labels": names, "step": 0}, path)
-    return path
+    return random_checkpoint(tmp_path / f"{model_config}.pt", cfg, labels(), seed=3)
 
 
 def test_onnx_export_is_self_describing_and_takes_any_batch(tmp_path, capsys):
     path = checkpoint(tmp_path, "i3d_tiny_nl")
     out = tmp_path / "out" / "model.onnx"
-    assert run.main(["export", f"checkpoint={path}", "--format", "onnx", "--out", str(out), "--dynamic-batch"]) == 0
+    assert run.main(["export", f"checkpoint={path}", "--format", "onnx", "--out", str(out), "--dynamic-batch",
+                     "test.crops=1"]) == 0
     printed = capsys.readouterr().out
     assert "checked: onnxruntime" in printed and f"-> {out}" in printed and "1x3x8x40x40 and 2x3x8x40x40" in printed
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx"]  # no temporary folder left
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta["labels"]) == labels() and meta["input.shape"] == "batch,3,8,40,40"
-    assert (meta["test.clips"], meta["test.crops"], meta["data.sampling.mode"]) == ("2", "3", '"dense"')
+    assert (meta["test.clips"], meta["test.crops"], meta["data.sampling.mode"]) == ("2", "1", '"dense"')
     assert (meta["data.transforms.crop_size"], meta["data.sampling.num_frames"]) == ("40", "8")
     model, _, _ = load_for_inference(path)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -96,6 +86,12 @@ def test_predict_runs_an_onnx_export_with_the_checkpoints_views(tmp_path, clips_
         assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
         assert [t["score"] for t in a["top"]] == pytest.approx([t["score"] for t in b["top"]], abs=1e-4)
         assert (a.get("start"), a.get("end")) == (b.get("start"), b.get("end"))
+    bench = tmp_path / "bench.json"
+    assert run.main(["bench", "predict", f"checkpoint={path}", "--onnx", str(exported), "--video", str(video),
+                     "--rounds", "1", "--json", str(bench)]) == 0
+    measured = json.loads(bench.read_text())
+    assert measured["runtimes"]["torch"]["clips"] == measured["runtimes"]["onnxruntime"]["clips"] == 3 * (2 + len(ours["windows"]))
+    assert measured["max_score_diff"] < 1e-4 and measured["runtimes"]["onnxruntime"]["clips_per_s"] > 0
     with pytest.raises(UserError, match=f"--explain needs the PyTorch checkpoint.*{exported}"):
         run.main(["predict", f"checkpoint={exported}", "--video", str(video), "--out", str(tmp_path / "e"), "--explain"])
     assert not (tmp_path / "e").exists()
@@ -118,7 +114,8 @@ def test_bad_input_is_one_line_naming_it_and_leaves_no_file(tmp_path):
              ([f"checkpoint={path}", "--out", str(tmp_path)], f"--out {tmp_path} is a folder"),
              ([f"checkpoint={foreign}", "--out", str(tmp_path / "a.onnx")], f"checkpoint {foreign} is not a checkpoint"),
              ([f"checkpoint={garbage}", "--out", str(tmp_path / "b.onnx")], f"checkpoint {garbage} is corrupt"),
-             ([f"checkpoint={path}", "--out", str(tmp_path / "c.onnx"), "--size", "0"], "--size=0 must be")]
+             ([f"checkpoint={path}", "--out", str(tmp_path / "c.onnx"), "--size", "0"], "--size=0 must be"),
+             ([f"checkpoint={path}", "--out", str(tmp_path / "d.onnx"), "model.depth=50"], "'model.depth' is not a view key")]
     for arguments, message in cases:
         with pytest.raises(UserError, match=message.replace("(", r"\(")):
             run.main(["export", "--format", "onnx", *arguments])

@@ -13,7 +13,8 @@ ALLOWED = {
     "engine": {"engine", "video", "models", "errors"},
     "analysis": {"analysis", "engine", "video", "models", "data_prep", "errors"},
     "inference": {"inference", "engine", "video", "models", "errors"},
-    "commands": {"commands", "analysis", "inference", "engine", "video", "models", "data_prep", "errors"},
+    "bench": {"bench", "analysis", "inference", "engine", "video", "models", "data_prep", "errors"},
+    "commands": {"commands", "analysis", "bench", "inference", "engine", "video", "models", "data_prep", "errors"},
 }
 OURS = set(ALLOWED) | {"errors", "run"}
 

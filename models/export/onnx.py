@@ -6,9 +6,12 @@ returned notes say so in one line. The metadata goes into the file's `metadata_p
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import torch
 from torch import nn
@@ -21,9 +24,23 @@ OPSET = 17
 INPUT, OUTPUT = "clip", "logits"
 
 
+@contextlib.contextmanager
+def _native_stdout_dropped() -> Iterator[None]:
+    """Drop what native code writes to file descriptor 1: a failed export dumps its whole graph there."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _write(model: nn.Module, request: ExportRequest, clip: torch.Tensor) -> None:
     axes = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if request.dynamic_batch else None
-    with warnings.catch_warnings():  # tracer and deprecation warnings: the result is checked below instead
+    with warnings.catch_warnings(), _native_stdout_dropped():  # tracer warnings: the result is checked instead
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (clip,), str(request.out), dynamo=False, opset_version=OPSET,
                           input_names=[INPUT], output_names=[OUTPUT], dynamic_axes=axes)
