@@ -28,13 +28,13 @@ def is_onnx(path: str | Path) -> bool:
 class OnnxModel(nn.Module):
     """`model(clips)` for clips (N, 3, T, H, W) -> logits (N, classes), computed by onnxruntime."""
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    def __init__(self, path: str | Path) -> None:
         super().__init__()
         onnxruntime = optional_module("onnxruntime", f"running {path}")
         if not Path(path).is_file():
             raise UserError(f"ONNX file not found: {path}")
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()  # as many threads as torch uses
+        options.intra_op_num_threads = torch.get_num_threads()  # as many threads as torch uses
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files

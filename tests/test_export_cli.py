@@ -120,3 +120,10 @@ def test_bad_input_is_one_line_naming_it_and_leaves_no_file(tmp_path):
         with pytest.raises(UserError, match=message.replace("(", r"\(")):
             run.main(["export", "--format", "onnx", *arguments])
     assert sorted(tmp_path.rglob("*")) == before
+    foreign_onnx = tmp_path / "identity.onnx"  # a valid ONNX model, not one of ours
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(foreign_onnx))
+    with pytest.raises(UserError, match=f"{foreign_onnx} was not written by `run.py export`"):
+        run.main(["predict", f"checkpoint={foreign_onnx}", "--video", str(foreign), "--out", str(tmp_path / "p")])
