@@ -13,9 +13,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Tuple
 
+import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from torch import nn
 
 from commands.checkpoints import checkpoint_argument, load_trained
 from commands.config import Config
@@ -59,12 +62,24 @@ def with_view_overrides(trained: Config, args: argparse.Namespace) -> Config:
         raise UserError(f"export: override {str(exc).splitlines()[0]}") from exc
 
 
+def check_clip_fits(model: nn.Module, shape: Tuple[int, ...]) -> None:
+    """A model too deep for a --frames/--size clip (a pool left with no output) is a UserError, not a trace."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape))
+    except RuntimeError as exc:
+        raise UserError(f"--frames/--size: the model cannot take a {'x'.join(map(str, shape))} clip "
+                        f"({str(exc).splitlines()[0][:200]})") from exc
+
+
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
     exporter = FORMATS.get(args.format)  # an unknown format ends here, before any work
     path = checkpoint_argument(cfg, "export")
     model, trained, labels = load_trained(path)
     view = export_view(with_view_overrides(trained, args), args.frames, args.size)
     shape = clip_shape(view)
+    if args.frames is not None or args.size is not None:
+        check_clip_fits(model, shape)
     staging = staging_folder(args.out)
     try:
         request = ExportRequest(model, view.model, shape, view_metadata(view, labels, shape, args.dynamic_batch),

@@ -98,7 +98,7 @@ def test_predict_runs_an_onnx_export_with_the_checkpoints_views(tmp_path, clips_
 
 
 def test_bad_input_is_one_line_naming_it_and_leaves_no_file(tmp_path):
-    path = checkpoint(tmp_path, "i3d_tiny")
+    path, non_local = checkpoint(tmp_path, "i3d_tiny"), checkpoint(tmp_path, "i3d_tiny_nl")
     proc = subprocess.run([sys.executable, "run.py", "export", f"checkpoint={path}", "--format", "tflite",
                            "--out", str(tmp_path / "m.tflite")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
@@ -115,7 +115,9 @@ def test_bad_input_is_one_line_naming_it_and_leaves_no_file(tmp_path):
              ([f"checkpoint={foreign}", "--out", str(tmp_path / "a.onnx")], f"checkpoint {foreign} is not a checkpoint"),
              ([f"checkpoint={garbage}", "--out", str(tmp_path / "b.onnx")], f"checkpoint {garbage} is corrupt"),
              ([f"checkpoint={path}", "--out", str(tmp_path / "c.onnx"), "--size", "0"], "--size=0 must be"),
-             ([f"checkpoint={path}", "--out", str(tmp_path / "d.onnx"), "model.depth=50"], "'model.depth' is not a view key")]
+             ([f"checkpoint={path}", "--out", str(tmp_path / "d.onnx"), "model.depth=50"], "'model.depth' is not a view key"),
+             ([f"checkpoint={non_local}", "--out", str(tmp_path / "e.onnx"), "--size", "8"],  # res4 gets 0x0
+              "--frames/--size: the model cannot take a 1x3x8x8x8 clip")]
     for arguments, message in cases:
         with pytest.raises(UserError, match=message.replace("(", r"\(")):
             run.main(["export", "--format", "onnx", *arguments])
