@@ -22,6 +22,7 @@ COMMANDS = {
     ("train",): ("commands.train", "train (alone or under torchrun)"),
     ("test",): ("commands.test", "multi-view test of checkpoint=PATH, writes test_results.json"),
     ("convert",): ("commands.convert", "a published checkpoint (mmaction2, pytorchvideo, torchvision) into ours"),
+    ("export",): ("commands.export", "a checkpoint of ours to ONNX, TorchScript or mmaction2 (docs/export.md)"),
     ("predict",): ("commands.predict", "labels of any video, a timeline of sliding clips, Grad-CAM with --explain"),
     ("visualize",): ("commands.visualize", "long-range frame relations of a non-local block"),
     ("profile",): ("commands.profile", "memory and FLOPs of non-local placements"),
@@ -34,6 +35,7 @@ COMMANDS = {
     ("bench", "train"): ("commands.bench_train", "training-step clips/s, data wait, peak memory, attention kernels"),
     ("bench", "recovery"): ("commands.bench_recovery", "SIGKILL a torchrun rank N times: recovered/N"),
     ("bench", "memory"): ("commands.bench_memory", "loader worker RSS growth per 1000 decodes per backend"),
+    ("bench", "predict"): ("commands.bench_predict", "predict clips/s: a checkpoint under torch vs its ONNX export"),
     ("check",): ("commands.check", "decode every listed video as training would; report the bad ones"),
     ("demo",): ("commands.demo", "the end-to-end run behind `make demo`"),
 }

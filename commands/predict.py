@@ -1,9 +1,10 @@
-"""`run.py predict checkpoint=PATH --video FILE_OR_DIR --out DIR [--top-k K] [--explain [--class NAME]]`.
+"""`run.py predict checkpoint=PATH|MODEL.onnx --video FILE_OR_DIR --out DIR [--top-k K] [--explain [--class NAME]]`.
 
 Every video (a folder is searched recursively) gets its top-k labels over the checkpoint's test views
 and a timeline of sliding windows (inference/predict.py); DIR/predictions.json holds them all with
 every unreadable video and its reason, DIR/<stem>_timeline.png the timeline of each video longer than
 one window, and with --explain DIR/<stem>_gradcam.png/.mp4 a Grad-CAM of `predict.gradcam_layer`.
+An ONNX file from `run.py export` runs with onnxruntime, its views and class names from its metadata.
 """
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from typing import Dict, List
 
 from tqdm import tqdm
 
-from inference.explain import explain_video
-from inference.predict import check_options, predict_video, save_timeline
 from configs.compose import Config, checkpoint_path, config_for_checkpoint
-from engine.checkpoint import load_trained
 from engine.distributed import init_distributed
 from errors import UserError
+from inference.explain import explain_video
+from inference.onnx_model import is_onnx
+from inference.predict import check_options, load_predictor, predict_video, save_timeline
 from video.decode import VideoDecodeError
 from video.files import list_videos
 
@@ -33,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    model, trained, labels = load_trained(checkpoint_path(cfg, "predict"), Config)
+    path = checkpoint_path(cfg, "predict")
+    if args.explain and is_onnx(path):
+        raise UserError(f"--explain needs the PyTorch checkpoint (Grad-CAM takes gradients, which onnxruntime "
+                        f"does not give); {path} is an ONNX file")
+    model, trained, labels = load_predictor(path, Config)
     cfg = config_for_checkpoint(trained, cfg, args.config, args.overrides)
     options = cfg.predict
     if args.top_k is not None:

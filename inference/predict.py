@@ -9,23 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple, Type, TypeVar
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from engine.config import ExperimentConfig
+from engine.checkpoint import load_trained
+from engine.config import ExperimentConfig, config_from_dict
 from engine.evaluate import view_probabilities
 from errors import UserError
 from inference.config import PredictConfig
+from inference.onnx_model import is_onnx, load_onnx
 from video.dataset import make_views
 from video.safe_read import read_clips, read_frames
 from video.sampling import clip_span, window_clips
 from video.transforms import build_test_transform
 
 TSN_WINDOW_SECONDS = 2.0
+C = TypeVar("C", bound=ExperimentConfig)
 
 
 @dataclass
@@ -47,6 +50,15 @@ class VideoPrediction:
         windows = [{"start": round(float(a), 3), "end": round(float(b), 3), "top": self.top(labels, k, s)}
                    for a, b, s in zip(self.starts, self.ends, self.window_scores)]
         return {"path": self.path, "top": self.top(labels, k), "windows": windows}
+
+
+def load_predictor(path: str | Path, schema: Type[C] = ExperimentConfig) -> Tuple[nn.Module, C, List[str]]:
+    """`engine.checkpoint.load_trained`, or for a `.onnx` file from `run.py export` its onnxruntime model
+    with the config sections and class names its metadata holds (inference/onnx_model.py)."""
+    if not is_onnx(path):
+        return load_trained(path, schema)
+    model, sections, labels = load_onnx(path)
+    return model, config_from_dict(sections, schema), labels
 
 
 def check_options(options: PredictConfig) -> None:

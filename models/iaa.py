@@ -14,11 +14,27 @@ from __future__ import annotations
 from typing import Dict, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from errors import UserError
 from models.heads import linear_classifier
+
+
+def _bin_averages(length: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """(bins, length): row i averages the inputs adaptive average pooling puts in bin i."""
+    start = torch.arange(bins) * length // bins
+    end = (torch.arange(1, bins + 1) * length + bins - 1) // bins
+    index = torch.arange(length)
+    inside = ((index >= start[:, None]) & (index < end[:, None])).to(like.dtype)
+    return (inside / inside.sum(1, keepdim=True)).to(like.device)
+
+
+def pool_to_grid(x: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """adaptive_avg_pool3d(x, grid) as small matrix products, which ONNX export supports for any grid."""
+    if tuple(x.shape[2:]) == tuple(grid):
+        return x
+    t, h, w = (_bin_averages(n, g, x) for n, g in zip(x.shape[2:], grid))
+    return torch.einsum("bcthw,ut,vh,xw->bcuvx", x, t, h, w)
 
 
 def pca_loss(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -55,7 +71,7 @@ class PyramidAttentionHead(nn.Module):
     def positions(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
         """X: (B, N, dim), N = scales x T x H x W on the common grid."""
         grid = features[self.stages[-1]].shape[2:]
-        rows = [self.project[name](F.adaptive_avg_pool3d(features[name], grid)).flatten(2)
+        rows = [self.project[name](pool_to_grid(features[name], grid)).flatten(2)
                 for name in self.stages]
         return torch.cat(rows, dim=2).transpose(1, 2)
 

@@ -33,7 +33,8 @@ def read_torch_file(path: str | Path, what: str, trust: bool = False, mmap: bool
     except pickle.UnpicklingError as exc:
         message = str(exc)
         if "Unsupported global" not in message:  # not a refused object: damaged bytes
-            raise UserError(f"{what}: {path} is corrupt or not a weight file ({_first_line(exc)})") from exc
+            detail = message.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0][:200]
+            raise UserError(f"{what}: {path} is corrupt or not a weight file ({detail})") from exc
         refused = message[message.index("Unsupported global"):].splitlines()[0][:160]
         raise UserError(f"{what}: {path} holds objects other than tensors and plain types ({refused}); "
                         f"{untrusted}") from exc

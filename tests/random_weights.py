@@ -1,4 +1,7 @@
 """Random weights for equivalence tests: no layer left at an initialisation that hides a mistake."""
+from pathlib import Path
+from typing import Any, Sequence
+
 import torch
 
 
@@ -20,3 +23,15 @@ def randomize(module: torch.nn.Module, seed: int) -> None:
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * gain * (1 / fan_in) ** 0.5)
                 if layer.bias is not None:
                     layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.1)
+
+
+def random_checkpoint(path: Path, cfg: Any, labels: Sequence[str], seed: int) -> Path:
+    """A checkpoint of ours for `cfg` (a composed config) with random weights, BN statistics included."""
+    from engine.checkpoint import FORMAT, config_to_container, save_checkpoint
+    from models.build import build_model
+
+    model = build_model(cfg.model, len(labels))
+    randomize(model, seed=seed)
+    save_checkpoint({"format": FORMAT, "model": model.state_dict(), "config": config_to_container(cfg),
+                     "labels": list(labels), "step": 0}, path)
+    return path

@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 
 import run
-from inference.gradcam import grad_cam
 from configs.compose import load_config
-from engine.checkpoint import FORMAT, config_to_container, load_trained, save_checkpoint
+from engine.checkpoint import load_trained
+from inference.gradcam import grad_cam
 from errors import UserError
 from models.build import build_model
 from tests.conftest import ROOT
-from tests.random_weights import randomize
+from tests.random_weights import random_checkpoint
 from video.encode import write_video
 
 SMALL = ["data.sampling.num_frames=8", "data.transforms.test_scale=48", "data.transforms.crop_size=40",
@@ -31,13 +31,7 @@ def checkpoint(tmp_path: Path, root: Path, model_config: str, *overrides: str) -
     """A checkpoint of random weights (BN statistics included) for the dataset's classes."""
     cfg = load_config(str(ROOT / "configs" / "model" / f"{model_config}.yaml"),
                       [f"data.root={root}", *SMALL, *overrides])
-    labels = (root / "labels.txt").read_text().split()
-    model = build_model(cfg.model, len(labels))
-    randomize(model, seed=5)
-    path = tmp_path / f"{model_config}.pt"
-    save_checkpoint({"format": FORMAT, "model": model.state_dict(), "config": config_to_container(cfg),
-                     "labels": labels, "step": 0}, path)
-    return path
+    return random_checkpoint(tmp_path / f"{model_config}.pt", cfg, (root / "labels.txt").read_text().split(), seed=5)
 
 
 def test_predict_gives_tests_scores_for_every_video(tmp_path, dataset):

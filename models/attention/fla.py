@@ -29,9 +29,9 @@ class FullyAttentional(nn.Module):
     def _along(self, x: torch.Tensor, axis: int, project: nn.Linear) -> torch.Tensor:
         others = tuple(a for a in AXES if a != axis)
         context = project(x.mean(dim=others).transpose(1, 2))  # (B, L, C)
-        lines = x.movedim((1, axis), (-2, -1))  # (B, o1, o2, C, L)
+        lines = x.movedim((1, axis), (3, 4))  # (B, o1, o2, C, L); non-negative dims, which ONNX export needs
         relation = (lines @ context[:, None, None]).softmax(dim=-1)  # (B, o1, o2, C, C)
-        return (relation @ lines).movedim((-2, -1), (1, axis))
+        return (relation @ lines).movedim((3, 4), (1, axis))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         attended = sum(self._along(x, axis, project) for axis, project in zip(AXES, self.context))
