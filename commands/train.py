@@ -1,7 +1,7 @@
 """`run.py train`: train alone or under `torchrun --nproc_per_node N run.py train ...`.
 
 With `prep.synthetic_if_missing`, rank 0 first writes the built-in synthetic dataset to `data.root`
-when that folder has no labels.txt (the other ranks wait for it).
+when that folder has no labels.txt (the other ranks wait for it); never for data.format=shards.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def synthetic_dataset_writer(cfg: Config) -> Optional[Callable[[], None]]:
     """The action that writes the synthetic dataset if `data.root` lacks one; None when not asked for.
 
     Every rank gets the same answer (it depends on the config only), so all of them wait for rank 0."""
-    if not cfg.prep.synthetic_if_missing:
+    if not cfg.prep.synthetic_if_missing or cfg.data.format != "folders":
         return None
     root = Path(cfg.data.root)
 
