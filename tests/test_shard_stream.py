@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from omegaconf import OmegaConf
 from commands.config import CONFIG_DIR, load_config
 from data_prep.synthetic import write_dataset
 from data_prep.tar_shards import prepare_shards
+from engine.checkpoint import load_checkpoint
+from engine.train import train
 from errors import UserError
 from tests.conftest import ROOT
 from video.config import DataConfig
@@ -228,3 +232,36 @@ def test_ddp_with_fewer_shards_than_workers_times_ranks_does_not_hang(shards, tm
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert max(record.get("epoch", 0) for record in records) == 2 and records[-1]["val_videos"] == 10
     assert records[-1]["skipped_videos"] >= 1 and "skipped video (replaced by another sample): train-000000.tar/" in proc.stdout
+
+
+def shard_training(shards: Path, out: Path, *extra: str):
+    """The demo model trained in this process on the 7 training shards: 8 steps of one 10-step epoch."""
+    one = shards.parent / "one"
+    return train(load_config(str(CONFIG_DIR / "experiments" / "demo.yaml"), [
+        "data.format=shards", f"data.shards={shards / 'train-{000000..000006}.tar'}",
+        f"data.val_shards={one / 'val-000000.tar'}", "data.batch_size=2", "data.num_workers=2",
+        "trainer.max_steps=8", "trainer.log_every=1", "trainer.threads=1", "logger.wandb.mode=disabled",
+        "trainer.progress_bar=false", "prep.synthetic_if_missing=false", f"run.output_dir={out}", *extra]))
+
+
+@pytest.mark.slow
+def test_training_stopped_mid_epoch_resumes_bit_exactly(shards, tmp_path):
+    """SIGTERM in the middle of a shard epoch, then trainer.resume=auto: the weights equal those of the
+    uninterrupted run."""
+    straight = shard_training(shards, tmp_path / "straight")
+    out = tmp_path / "stopped"
+
+    def stop_after_step_two() -> None:
+        while not (out / "metrics.jsonl").is_file() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=stop_after_step_two, daemon=True)
+    watcher.start()
+    stopped = shard_training(shards, out)
+    watcher.join()
+    assert stopped["stopped"] and 2 <= stopped["steps"] < 8
+    resumed = shard_training(shards, out, "trainer.resume=auto")
+    assert resumed["steps"] == 8
+    reference, final = (load_checkpoint(run["last_checkpoint"])["model"] for run in (straight, resumed))
+    assert all(torch.equal(reference[name], final[name]) for name in reference)

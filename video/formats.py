@@ -58,7 +58,7 @@ def check_resume(cfg: DataConfig, saved: Mapping[str, Any], saved_world_size: in
     it); a UserError naming both layouts otherwise. Folders resume under any layout (engine/train.py)."""
     if cfg.format != "shards" or batch_in_epoch == 0:
         return
-    keys = ("batch_size", "num_workers", "shard_buffer", "shards")
+    keys = ("batch_size", "num_workers", "shard_buffer")
     then = (saved_world_size, *(saved.get(key) for key in keys))
     now = (world_size, *(getattr(cfg, key) for key in keys))
     if then != now:
