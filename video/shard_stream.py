@@ -13,7 +13,7 @@ loader worker knows its share before it reads a byte, whatever the number of sha
   its run touches and reads past (without decoding) the samples before its run in the first one; torch's
   loader takes one batch from each worker in turn, which fixes the order of the rank's batches;
 - each worker shuffles its run in a buffer of `data.shard_buffer` samples, drawn from (seed, epoch, rank,
-  worker); augmentation draws from (seed, epoch, sample) as for folders;
+  worker); augmentation draws from (seed, epoch, the video's row in the split list) as for folders;
 - a sample that is missing from its shard, or whose video cannot be decoded, is counted and reported as
   `SHARD/KEY.mp4: reason` and replaced by another sample this worker has read (in its buffer or among
   the last few it gave out): the number of samples never changes.
@@ -74,12 +74,11 @@ def index_url(shard_url: str) -> str:
 
 @dataclass(frozen=True)
 class Shard:
-    """One shard: its name in the index, where to read it, its samples (key, class) and the global id of its first."""
+    """One shard: its name in the index, where to read it, and its samples (key, class) in order."""
 
     name: str
     url: str
     samples: List[Tuple[str, int]]
-    first: int
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def read_index(pattern: str, option: str) -> ShardIndex:
     if not isinstance(document, dict) or document.get("format") != INDEX_FORMAT:
         raise UserError(f"shard index {where}: not an index of `prep shards` (format {INDEX_FORMAT})")
     by_name = {entry["name"]: entry for entry in document["shards"]}
-    shards, first, seen = [], 0, set()
+    shards, seen = [], set()
     for url in urls:
         found = re.search(r"([^/\s:]+-\d+\.tar)(?=\s|$)", url)
         name = found[1] if found else url
@@ -116,8 +115,10 @@ def read_index(pattern: str, option: str) -> ShardIndex:
                             f"index {where}")
         seen.add(name)
         samples = [(str(key), int(label)) for key, label in by_name[name]["samples"]]
-        shards.append(Shard(name, url, samples, first))
-        first += len(samples)
+        if not all(key.isdigit() for key, _ in samples):
+            raise UserError(f"shard index {where}: keys must be the videos' rows in the split list, as `prep shards` "
+                            "writes them")
+        shards.append(Shard(name, url, samples))
     return ShardIndex(document["split"], list(document["labels"]),
                       [tuple(pair) for pair in document.get("flip_pairs", [])], shards)
 
@@ -186,8 +187,8 @@ def resume_point(batches: Sequence[int], consumed: int) -> Tuple[List[int], int]
 
 @dataclass
 class Record:
-    """One position of a worker's run: the sample's global id, class, name, and its video bytes (None,
-    with the reason, when the shard did not give them)."""
+    """One position of a worker's run: the sample's id (its row in the split list, as for folders), class,
+    name, and its video bytes (None, with the reason, when the shard did not give them)."""
 
     index: int
     label: int
@@ -233,7 +234,7 @@ def read_segment(shard: Shard, start: int, stop: int) -> Iterator[Record]:
     try:
         for key, members in _tar_samples(shard.url, start, stop - start):
             expected, label = wanted[given]
-            index, name = shard.first + start + given, f"{shard.name}/{expected}.mp4"
+            index, name = int(expected), f"{shard.name}/{expected}.mp4"
             if key != expected:
                 yield Record(index, label, name, None, f"the shard holds {key} where the index lists {expected}")
             elif "mp4" not in members:
@@ -245,7 +246,7 @@ def read_segment(shard: Shard, start: int, stop: int) -> Iterator[Record]:
         reason = f"the shard cannot be read past sample {start + given} ({describe(exc)})"
     for offset in range(given, len(wanted)):
         expected, label = wanted[offset]
-        yield Record(shard.first + start + offset, label, f"{shard.name}/{expected}.mp4", None, reason)
+        yield Record(int(expected), label, f"{shard.name}/{expected}.mp4", None, reason)
 
 
 def buffer_shuffle(records: Iterator[Record], size: int, rng: np.random.Generator
@@ -285,8 +286,9 @@ class LocalCopy:
 # ---- the dataset ----
 
 class ShardStream(IterableDataset):
-    """The clips of one split's shards for one rank (items as VideoDataset's, `index` = the sample's id
-    in the index); `set_epoch(epoch, start)` as for the folder sampler, also seen by persistent workers."""
+    """The clips of one split's shards for one rank (items as VideoDataset's, `index` = the video's row in
+    the split list, so a video gets the augmentation it gets from the folder); `set_epoch(epoch, start)`
+    as for the folder sampler, also seen by persistent workers."""
 
     def __init__(self, pattern: str, option: str, split: str, cfg: DataConfig, train: bool, rank: int = 0,
                  world_size: int = 1, seed: int = 0, clips: int = 1, crops: int = 1):
@@ -301,9 +303,10 @@ class ShardStream(IterableDataset):
         self.cfg, self.train, self.rank, self.world_size, self.seed = cfg, train, rank, world_size, seed
         self.clips, self.views = clips, clips * crops
         self.labels = self.index.labels
-        self.samples = [(f"{shard.name}/{key}.mp4", label) for shard in self.index.shards
-                        for key, label in shard.samples]
+        self.samples = {int(key): (f"{shard.name}/{key}.mp4", label) for shard in self.index.shards
+                        for key, label in shard.samples}  # by id, as evaluation looks them up
         self.counts = [len(shard.samples) for shard in self.index.shards]
+        self.total = sum(self.counts)
         if train:
             self.transform = build_train_transform(cfg.transforms, len(self.labels), self.index.flip_pairs)
         else:
@@ -317,7 +320,7 @@ class ShardStream(IterableDataset):
         self.position[0], self.position[1] = epoch, start
 
     def __len__(self) -> int:
-        runs = worker_runs(len(self.samples), self.rank, self.world_size, 1, self.cfg.batch_size, self.train)
+        runs = worker_runs(self.total, self.rank, self.world_size, 1, self.cfg.batch_size, self.train)
         return max(runs[0][1] - runs[0][0] - int(self.position[1]), 0)
 
     def __iter__(self) -> Iterator[Dict]:
@@ -325,7 +328,7 @@ class ShardStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch, start = int(self.position[0]), int(self.position[1])
         batch = self.cfg.batch_size
-        runs = worker_runs(len(self.samples), self.rank, self.world_size, workers, batch, self.train)
+        runs = worker_runs(self.total, self.rank, self.world_size, workers, batch, self.train)
         taken, first = resume_point([(high - low) // batch for low, high in runs], start // batch)
         worker = (first + worker) % workers  # the loader asks worker 0 first: it plays the run due next
         begin, end = runs[worker]
