@@ -21,3 +21,14 @@ def clips_dir() -> Path:
     if not CLIPS_DIR.is_dir():
         pytest.skip(f"real clips folder {CLIPS_DIR} is absent (set VIDEO_TEST_DATA to point at it)")
     return CLIPS_DIR
+
+
+def write_small_synthetic(root: Path) -> Path:
+    """The built-in synthetic dataset at 48x48, 2 training and 1 validation clips per class (20 and 10)."""
+    from commands.config import load_config
+    from data_prep.synthetic import write_dataset
+
+    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
+                              "prep.synthetic.val_per_class=1"]).prep.synthetic
+    write_dataset(root, prep, progress=False)
+    return root

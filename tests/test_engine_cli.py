@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 from commands.config import CONFIG_DIR, load_config
 from engine.train import train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_small_synthetic
 
 DEMO = CONFIG_DIR / "experiments" / "demo.yaml"
 QUIET = ["logger.wandb.mode=disabled", "trainer.progress_bar=false"]
@@ -33,9 +32,7 @@ def records(run_dir: Path) -> list:
 def broken_data(tmp_path_factory) -> Path:
     """20 training and 10 validation clips of 48x48; one training and one validation video broken."""
     root = tmp_path_factory.mktemp("broken") / "data"
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
-                              "prep.synthetic.val_per_class=1"]).prep.synthetic
-    write_dataset(root, prep, progress=False)
+    write_small_synthetic(root)
     (root / "train" / "grow_0001.mp4").write_bytes(b"")  # zero bytes
     truncated = root / "val" / "shrink_0000.mp4"
     truncated.write_bytes(truncated.read_bytes()[:300])

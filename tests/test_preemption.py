@@ -16,10 +16,10 @@ import torch
 from analysis.recovery import (ROOT, duplicated_steps, kill_trial, launch, logged_steps, signal_rank, train_command,
                                wait_for_step, weight_gap)
 from commands.config import CONFIG_DIR, load_config
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 from engine.train import train
 from errors import UserError
+from tests.conftest import write_small_synthetic
 
 DEMO = CONFIG_DIR / "experiments" / "demo.yaml"
 STEPS = 8
@@ -28,9 +28,7 @@ STEPS = 8
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("preempt") / "data"
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
-                              "prep.synthetic.val_per_class=1"]).prep.synthetic
-    write_dataset(root, prep, progress=False)
+    write_small_synthetic(root)
     return root
 
 

@@ -16,13 +16,13 @@ import torch
 import webdataset
 from omegaconf import OmegaConf
 
+import run
 from commands.config import CONFIG_DIR, load_config
-from data_prep.synthetic import write_dataset
 from data_prep.tar_shards import prepare_shards
 from engine.checkpoint import load_checkpoint
 from engine.train import train
 from errors import UserError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_small_synthetic
 from video.config import DataConfig
 from video.formats import check_resume, open_split, set_epoch
 from video.loader import build_loader, stop_workers
@@ -33,9 +33,7 @@ from video.shard_stream import Shard, cut, read_index, read_segment, resume_poin
 def dataset(tmp_path_factory) -> Path:
     """20 training and 10 validation synthetic clips of 48x48 as a folder."""
     root = tmp_path_factory.mktemp("shards") / "data"
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
-                              "prep.synthetic.val_per_class=1"]).prep.synthetic
-    write_dataset(root, prep, progress=False)
+    write_small_synthetic(root)
     return root
 
 
@@ -279,3 +277,14 @@ def test_training_stopped_mid_epoch_resumes_bit_exactly(shards, tmp_path):
     assert resumed["steps"] == 8
     reference, final = (load_checkpoint(run["last_checkpoint"])["model"] for run in (straight, resumed))
     assert all(torch.equal(reference[name], final[name]) for name in reference)
+
+
+def test_prep_shards_and_bench_loader_commands(dataset, tmp_path, capsys):
+    """`run.py prep shards` says what it wrote; `bench loader --format shards` times both formats."""
+    assert run.main(["prep", "shards", "--root", str(dataset), "--out", str(tmp_path), "--shard-size", "8"]) == 0
+    assert "20 videos in 3 shards (0 kept from an earlier run), 0 skipped" in capsys.readouterr().out
+    assert run.main(["bench", "loader", "--format", "shards", f"data.root={dataset}", "data.batch_size=4",
+                     f"data.shards={tmp_path}/train-{{000000..000002}}.tar", "--workers", "0", "--rounds", "1",
+                     "--epochs", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "clips/s" in line]
+    assert [line.split()[0] for line in lines] == ["folders", "shards"] and lines[1].endswith("x folders)")
