@@ -19,6 +19,7 @@ COMMANDS = {
     ("prep", "synthetic"): ("commands.prep_synthetic", "write the built-in synthetic dataset"),
     ("prep", "kinetics"): ("commands.prep_kinetics", "build a Kinetics subset from a CSV and a video folder"),
     ("prep", "merge"): ("commands.prep_merge", "join the folders of `prep kinetics --shard i/N` runs into one"),
+    ("prep", "shards"): ("commands.prep_shards", "a dataset split as tar shards (WebDataset layout) for data.format=shards"),
     ("train",): ("commands.train", "train (alone or under torchrun)"),
     ("test",): ("commands.test", "multi-view test of checkpoint=PATH, writes test_results.json"),
     ("convert",): ("commands.convert", "a published checkpoint (mmaction2, pytorchvideo, torchvision) into ours"),

@@ -51,7 +51,7 @@ def run_demo(cfg: Config, out: Path) -> Dict[str, Any]:
     """Every stage of the demo; returns the summary written to `out/summary.json`."""
     started = time.perf_counter()
     cfg = OmegaConf.merge(cfg, {"run": {"output_dir": str(out)}})
-    trained = train(cfg, writer_if_missing(Path(cfg.data.root), cfg.prep.synthetic, cfg.prep.synthetic_if_missing))
+    trained = train(cfg, writer_if_missing(cfg.data, cfg.prep))
     checkpoint = Path(trained["best_checkpoint"])
     model, _, labels = load_trained(checkpoint)
     results = run_test(model, labels, cfg, out, init_distributed(cfg.trainer.device))

@@ -19,8 +19,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.config import SyntheticConfig
+from data_prep.config import PrepConfig, SyntheticConfig
 from errors import UserError
+from video.config import DataConfig
 from video.encode import write_video
 
 Renderer = Callable[[np.random.Generator, SyntheticConfig], np.ndarray]  # -> uint8 (T, H, W, 3)
@@ -204,12 +205,13 @@ def _check(cfg: SyntheticConfig) -> None:
         raise UserError("prep.synthetic.train_per_class and val_per_class must be at least 1")
 
 
-def writer_if_missing(root: Path, cfg: SyntheticConfig, enabled: bool) -> Optional[Callable[[], None]]:
-    """The action that writes the synthetic dataset to `root` when it has no labels.txt (for
-    `prep.synthetic_if_missing`); None when not `enabled`. The answer depends on the config only, so
-    every rank of a job gets the same one and all of them can wait for rank 0 to run it."""
-    if not enabled:
+def writer_if_missing(data: DataConfig, prep: PrepConfig) -> Optional[Callable[[], None]]:
+    """The action that writes the synthetic dataset (`prep.synthetic`) to `data.root` when it has no
+    labels.txt; None unless `prep.synthetic_if_missing` and the data are folders (never shards). The answer
+    depends on the config only, so every rank of a job gets the same one and all can wait for rank 0."""
+    if not prep.synthetic_if_missing or data.format != "folders":
         return None
+    root, cfg = Path(data.root), prep.synthetic
 
     def write() -> None:
         if not (root / "labels.txt").is_file():

@@ -21,7 +21,7 @@ from engine.inputs import model_input
 from engine.metrics import classification_metrics, save_confusion_matrix
 from engine.precision import autocast, check_amp
 from errors import UserError
-from video.dataset import VideoDataset
+from video.formats import Dataset, describe_source, open_split
 from video.loader import build_loader
 
 
@@ -83,7 +83,7 @@ def evaluate(model: nn.Module, loader, ctx: DistContext, cfg: ExperimentConfig) 
     return Evaluation(scores=scores, labels=labels, skipped=skipped, metrics=metrics)
 
 
-def results_document(evaluation: Evaluation, dataset: VideoDataset, views: int) -> dict:
+def results_document(evaluation: Evaluation, dataset: Dataset, views: int) -> dict:
     """The `test_results.json` document (keys fixed by docs/interfaces.md)."""
     names = dataset.labels
     per_video = [{"path": dataset.samples[i][0], "label": names[evaluation.labels[i]],
@@ -100,10 +100,10 @@ def run_test(model: nn.Module, labels: List[str], cfg: ExperimentConfig, out_dir
     """Multi-view test of `model` on `cfg.test.split`; rank 0 writes test_results.json and the confusion matrix."""
     check_amp(cfg.trainer.amp, ctx.device)
     views = cfg.test.clips * cfg.test.crops
-    dataset = VideoDataset(cfg.data.root, cfg.test.split, cfg.data, train=False,
-                           clips=cfg.test.clips, crops=cfg.test.crops)
+    dataset = open_split(cfg.data, cfg.test.split, train=False, rank=ctx.rank, world_size=ctx.world_size,
+                         seed=cfg.run.seed, clips=cfg.test.clips, crops=cfg.test.crops)
     if list(dataset.labels) != list(labels):
-        raise UserError(f"the labels.txt of {cfg.data.root} differs from the checkpoint's classes "
+        raise UserError(f"the classes of {describe_source(cfg.data, cfg.test.split)} differ from the checkpoint's "
                         f"({len(dataset.labels)} vs {len(labels)} classes)")
     data_cfg = OmegaConf.merge(cfg.data, {"batch_size": cfg.test.batch_size or cfg.data.batch_size})
     loader = build_loader(dataset, data_cfg, train=False, rank=ctx.rank, world_size=ctx.world_size,

@@ -37,7 +37,7 @@ from engine.precision import autocast, check_amp, grad_scaler
 from engine.step import optimizer_update, place_model, training_loss
 from errors import UserError
 from models.build import build_model
-from video.dataset import VideoDataset
+from video.formats import check_resume, describe_source, open_split, set_epoch
 from video.loader import build_loader, stop_workers
 
 
@@ -87,15 +87,17 @@ class Trainer:
         self.config_dict = config_to_container(cfg)
 
         prepare_on_main(prepare_data, ctx)
-        self.train_set = VideoDataset(cfg.data.root, "train", cfg.data, train=True)
-        self.val_set = VideoDataset(cfg.data.root, "val", cfg.data, train=False)
+        split_args = dict(rank=ctx.rank, world_size=ctx.world_size, seed=cfg.run.seed)
+        self.train_set = open_split(cfg.data, "train", train=True, **split_args)
+        self.val_set = open_split(cfg.data, "val", train=False, **split_args)
         self.labels = list(self.train_set.labels)
-        loader_args = dict(rank=ctx.rank, world_size=ctx.world_size, seed=cfg.run.seed, device_type=ctx.device.type)
+        loader_args = dict(**split_args, device_type=ctx.device.type)
         self.train_loader = build_loader(self.train_set, cfg.data, train=True, **loader_args)
         self.val_loader = build_loader(self.val_set, cfg.data, train=False, **loader_args)
         self.steps_per_epoch = len(self.train_loader) // cfg.optim.accumulate
         if self.steps_per_epoch == 0:
-            raise UserError(f"{cfg.data.root}: {len(self.train_set)} training videos make no full step of "
+            source = describe_source(cfg.data, "train")
+            raise UserError(f"{source}: {len(self.train_set)} training videos make no full step of "
                             f"data.batch_size={cfg.data.batch_size} x {ctx.world_size} ranks x "
                             f"optim.accumulate={cfg.optim.accumulate}")
         self.total_steps = trainer.max_steps if trainer.max_steps > 0 else trainer.epochs * self.steps_per_epoch
@@ -150,6 +152,8 @@ class Trainer:
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
+        check_resume(self.cfg.data, state["config"]["data"], len(state["rng"]), self.ctx.world_size,
+                     self.progress.batch_in_epoch, path)
         self._rebase_position(path, len(state["rng"]), state["config"]["data"]["batch_size"])
         if len(state["rng"]) == self.ctx.world_size:
             self.resume_rng = state["rng"][self.ctx.rank]
@@ -291,7 +295,7 @@ class Trainer:
             set_rng_state(self.resume_rng)
             self.resume_rng = None
         start = self.progress.batch_in_epoch * self.cfg.data.batch_size
-        self.train_loader.sampler.set_epoch(self.progress.epoch, start)
+        set_epoch(self.train_loader, self.progress.epoch, start)
         saved = rng_state()
         batches = iter(self.train_loader)
         set_rng_state(saved)

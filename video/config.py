@@ -41,6 +41,10 @@ class DataConfig:
     """Where the dataset folder is and how clips are decoded and streamed."""
 
     root: str = "data/synthetic"
+    format: str = "folders"  # folders (data.root) | shards (tar shards of `prep shards`, see video/shard_stream.py)
+    shards: str = ""  # format=shards: the training shards, "DIR/train-{000000..000099}.tar", a path or "pipe:CMD"
+    val_shards: str = ""  # format=shards: the validation (and `run.py test`) shards, the same forms
+    shard_buffer: int = 64  # format=shards: samples each loader worker holds to shuffle its stream
     backend: str = "pyav"  # decord | pyav
     decode_threads: int = 1  # decoder threads per loader worker
     batch_size: int = 8

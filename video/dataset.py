@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Callable, Dict, List, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from video.sampling import check_sampling, clip_length
 from video.transforms import build_test_transform, build_train_transform
 
 Key = Union[int, Tuple[int, int, int]]
+T = TypeVar("T")
 
 
 def read_labels(root: Path) -> List[str]:
@@ -111,40 +112,68 @@ class VideoDataset(Dataset):
 
     def _train_item(self, index: int, rng: np.random.Generator) -> Dict:
         """A transformed clip; an undecodable video is replaced by a random other one, and counted."""
-        failed: List[str] = []
-        for _ in range(self.cfg.max_replacements + 1):
-            try:
-                clip, label, read = self.decode_train_clip(index, rng)
-            except VideoDecodeError as exc:
-                failed.append(f"{exc.path}: {exc.reason}")
-                index = int(rng.integers(len(self.samples)))
-                continue
-            return dict(clip=clip.transpose(0, 1).contiguous(), label=label, index=index, valid=True, failed=failed,
-                        truncated=[read.truncated] if read.truncated else [])
-        raise UserError(f"{len(failed)} videos in a row could not be decoded (data.max_replacements="
-                        f"{self.cfg.max_replacements}); the last: {failed[-1]}")
+        return train_item(index, self.decode_train_clip, lambda draw: int(draw.integers(len(self.samples))),
+                          int, rng, self.cfg.max_replacements)
 
     def decode_train_clip(self, index: int, rng: np.random.Generator) -> Tuple[torch.Tensor, int, ClipRead]:
         """Video `index` as training sees it: (transformed clip (T, 3, h, w), label, what the read noticed);
         a VideoDecodeError when no clip can be made of it."""
         path, label = self.samples[index]
-        read = read_clips(path, self.cfg, rng, short_side=self.transform.source_short_side)
-        clip, label = guarded(path, lambda: self.transform(read.frames[0], label, rng))
-        return clip, label, read
+        return train_clip(path, label, self.cfg, self.transform, rng)
 
     def _test_item(self, index: int) -> Dict:
         """All views of one video; an undecodable video gives a zero clip with `valid=False`."""
         path, label = self.samples[index]
+        return views_item(path, label, index, self.cfg, self.clips, self.views, self.test_views)
+
+
+def train_clip(path: str, label: int, cfg: DataConfig, transform, rng: np.random.Generator
+               ) -> Tuple[torch.Tensor, int, ClipRead]:
+    """The video file `path` as training sees it: (transformed clip (T, 3, h, w), label, what the read
+    noticed); a VideoDecodeError when no clip can be made of it."""
+    read = read_clips(path, cfg, rng, short_side=transform.source_short_side)
+    clip, label = guarded(path, lambda: transform(read.frames[0], label, rng))
+    return clip, label, read
+
+
+def train_item(candidate: T, decode: Callable[[T, np.random.Generator], Tuple[torch.Tensor, int, ClipRead]],
+               replace: Callable[[np.random.Generator], T], index_of: Callable[[T], int], rng: np.random.Generator,
+               max_replacements: int) -> Dict:
+    """The training item of `candidate`; while it cannot be decoded, `replace(rng)` draws another (at most
+    `max_replacements` times), each failure listed in `failed`."""
+    failed: List[str] = []
+    for _ in range(max_replacements + 1):
         try:
-            read = read_clips(path, self.cfg, None, self.clips, self.test_views.source_short_side)
-            views = guarded(path, lambda: make_views(read.frames, self.test_views))
+            clip, label, read = decode(candidate, rng)
         except VideoDecodeError as exc:
-            size = self.cfg.transforms.crop_size
-            clip = torch.zeros(self.views, 3, clip_length(self.cfg.sampling), size, size, dtype=torch.uint8)
-            return dict(clip=clip, label=label, index=index, valid=False, failed=[f"{exc.path}: {exc.reason}"],
-                        truncated=[])
-        return dict(clip=views, label=label, index=index, valid=True, failed=[],
-                    truncated=[read.truncated] if read.truncated else [])
+            failed.append(f"{exc.path}: {exc.reason}")
+            candidate = replace(rng)
+            continue
+        return dict(clip=clip.transpose(0, 1).contiguous(), label=label, index=index_of(candidate), valid=True,
+                    failed=failed, truncated=[read.truncated] if read.truncated else [])
+    raise UserError(f"{len(failed)} videos in a row could not be decoded (data.max_replacements="
+                    f"{max_replacements}); the last: {failed[-1]}")
+
+
+def views_item(path: str, label: int, index: int, cfg: DataConfig, clips: int, views: int, test_views,
+               name: str = "") -> Dict:
+    """The `views` views (clips x crops) of the video file `path` as item `index`; an undecodable video
+    gives a zero clip with `valid=False`. Messages call the video `name` (default: its path)."""
+    name = name or path
+    try:
+        read = read_clips(path, cfg, None, clips, test_views.source_short_side)
+        stacked = guarded(path, lambda: make_views(read.frames, test_views))
+    except VideoDecodeError as exc:
+        return invalid_item(label, index, cfg, views, f"{name}: {exc.reason}")
+    return dict(clip=stacked, label=label, index=index, valid=True, failed=[],
+                truncated=[read.truncated.replace(path, name, 1)] if read.truncated else [])
+
+
+def invalid_item(label: int, index: int, cfg: DataConfig, views: int, failure: str) -> Dict:
+    """The evaluation item of a video that gave no clip: zero views, `valid=False`, `failure` listed."""
+    size = cfg.transforms.crop_size
+    clip = torch.zeros(views, 3, clip_length(cfg.sampling), size, size, dtype=torch.uint8)
+    return dict(clip=clip, label=label, index=index, valid=False, failed=[failure], truncated=[])
 
 
 def make_views(clips: torch.Tensor, test_views) -> torch.Tensor:

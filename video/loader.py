@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from errors import UserError
 from video.config import DataConfig
@@ -96,7 +96,9 @@ def build_loader(dataset: Dataset, cfg: DataConfig, train: bool, rank: int = 0, 
     if cfg.batch_size < 1 or cfg.num_workers < 0:
         raise UserError(f"data.batch_size={cfg.batch_size} must be >= 1 and data.num_workers="
                         f"{cfg.num_workers} >= 0")
-    if train:
+    if isinstance(dataset, IterableDataset):
+        sampler = None  # a stream (video/shard_stream.py) splits by rank and worker itself
+    elif train:
         sampler = TrainSampler(len(dataset), rank, world_size, seed)
     else:
         sampler = EvalSampler(len(dataset), rank, world_size)
