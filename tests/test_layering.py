@@ -12,7 +12,8 @@ ALLOWED = {
     "data_prep": {"data_prep", "video", "errors"},
     "engine": {"engine", "video", "models", "errors"},
     "analysis": {"analysis", "engine", "video", "models", "data_prep", "errors"},
-    "commands": {"commands", "analysis", "engine", "video", "models", "data_prep", "errors"},
+    "bench": {"bench", "analysis", "engine", "video", "models", "data_prep", "errors"},
+    "commands": {"commands", "analysis", "bench", "engine", "video", "models", "data_prep", "errors"},
 }
 OURS = set(ALLOWED) | {"errors", "run"}
 

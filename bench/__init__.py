@@ -1,0 +1,1 @@
+"""Benchmarks: our pipeline, models and training steps timed against a reference, interleaved."""
