@@ -47,6 +47,20 @@ def test_the_chosen_batch_fits_its_measured_saved_bytes_and_one_more_does_not(co
     assert choice.predicted_bytes == measured[0] and choice.next_predicted_bytes == measured[1]
 
 
+def test_the_cuda_prediction_counts_weights_gradients_optimizer_state_copies_and_a_reserve():
+    """The CUDA branch's arithmetic (no GPU is touched when a budget is given): the chosen batch's prediction
+    is (weights + buffers + gradients + AdamW's two states + bf16 weight copies + saved bytes) x 1.1."""
+    cfg = load_config(str(DEMO), ["data.batch_size=auto", "trainer.memory_budget=64MiB", "trainer.amp=bf16"])
+    choice = choose_batch(cfg, torch.device("cuda"), num_classes=10)
+    model = build_model(cfg.model, 10)
+    params = sum(p.numel() * 4 for p in model.parameters())
+    state = params + sum(b.numel() * b.element_size() for b in model.buffers()) + params + 2 * params + params // 2
+    saved = [measure_forward(model, clip_shape(cfg, b)).activation_bytes for b in (choice.batch, choice.batch + 1)]
+    assert choice.predicted_bytes == int((state + saved[0]) * 1.1) <= choice.budget_bytes
+    assert choice.next_predicted_bytes == int((state + saved[1]) * 1.1) > choice.budget_bytes
+    assert "optimizer state" in choice.line and "10% reserve" in choice.line and "on cuda" in choice.line
+
+
 def test_a_word_other_than_auto_and_auto_outside_train_are_named():
     with pytest.raises(UserError, match="data.batch_size=eight: give a number of clips or auto"):
         load_config(None, ["data.batch_size=eight"])
@@ -62,7 +76,8 @@ def test_impossible_budgets_end_in_one_error_line(demo_data, tmp_path):
                           text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and proc.stderr.strip().count("\n") == 0
     assert "not one clip fits the budget of 1.00 KiB (trainer.memory_budget=1KiB) on cpu" in proc.stderr
-    for extra, message in (([], "needs trainer.memory_budget"), (["trainer.memory_budget=lots"], "'lots' is not a size")):
+    for extra, message in (([], "needs trainer.memory_budget"), (["trainer.memory_budget=lots"], "'lots' is not a size"),
+                           (["--budget", "1GiB", "trainer.amp=bf16"], "trainer.amp=bf16 there saves more")):
         with pytest.raises(UserError, match=message):
             run.main([*base, *extra])
     assert not (tmp_path / "config.yaml").exists()

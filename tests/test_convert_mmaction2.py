@@ -15,12 +15,13 @@ import torch
 import yaml
 
 import run
+from bench.mmaction2_modules import Mmaction2Recognizer
+from bench.random_weights import randomize
 from commands.convert import convert
 from engine.checkpoint import load_for_inference
 from engine.inputs import model_input
 from errors import UserError
-from tests.mmaction2_modules import build, published_config
-from tests.random_weights import randomize
+from tests.mmaction2_modules import published_config
 
 I3D = "recognition/i3d/i3d_imagenet-pretrained-r50{}_8xb8-32x2x1-100e_kinetics400-rgb.py"
 VARIANTS = {  # name -> (published config, backbone changes, model-zoo style file name)
@@ -50,22 +51,6 @@ VARIANTS = {  # name -> (published config, backbone changes, model-zoo style fil
 CLIP = (1, 3, 8, 64, 64)  # batch, channels, frames (TSN: segments), height, width
 
 
-class Mmaction2Recognizer(torch.nn.Module):
-    """What Recognizer3D / Recognizer2D do at test time: backbone on (N,C,T,H,W) or per frame, then the head."""
-
-    def __init__(self, config, backbone_changes):
-        super().__init__()
-        self.backbone = build({**config.model.backbone, **backbone_changes})
-        self.cls_head = build(config.model.cls_head)
-        self.two_d = config.model.type == "Recognizer2D"
-
-    def forward(self, x):
-        if self.two_d:  # (N, C, T, H, W) -> (N*T, C, H, W), consensus over the T segments in the head
-            n, c, t, h, w = x.shape
-            return self.cls_head(self.backbone(x.transpose(1, 2).reshape(n * t, c, h, w)), num_segs=t)
-        return self.cls_head(self.backbone(x))
-
-
 def mmaction2_file(tmp_path: Path, variant: str):
     """A checkpoint as mmaction2 saves it, from its own modules with random weights; and those modules.
     Model-zoo files are read by their names; a renamed file carries the config text in its meta, as
@@ -73,7 +58,7 @@ def mmaction2_file(tmp_path: Path, variant: str):
     config_name, changes, file_name = VARIANTS[variant]
     config = published_config(config_name)
     config.model.backbone.update(changes)
-    recognizer = Mmaction2Recognizer(config, {})
+    recognizer = Mmaction2Recognizer(config)
     randomize(recognizer, seed=len(variant))
     path = tmp_path / file_name
     meta = {"cfg": config.pretty_text} if file_name.startswith("renamed") else {"mmaction2_version": "1.2.0"}

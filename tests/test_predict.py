@@ -10,13 +10,13 @@ from PIL import Image
 
 import run
 from analysis.gradcam import grad_cam
+from bench.random_weights import randomize
 from commands.config import load_config
 from data_prep.synthetic import write_dataset
 from engine.checkpoint import FORMAT, config_to_container, load_for_inference, save_checkpoint
 from errors import UserError
 from models.build import build_model
 from tests.conftest import ROOT
-from tests.random_weights import randomize
 from video.encode import write_video
 
 SMALL = ["data.sampling.num_frames=8", "data.transforms.test_scale=48", "data.transforms.crop_size=40",

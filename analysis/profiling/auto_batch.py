@@ -7,8 +7,9 @@ backward, from a shape-only forward of the configured model on a `(batch, 3, T, 
     a step: weights and buffers + gradients + optimizer state + autocast's half-precision weight copies
     (with `trainer.amp`) + saved activations, plus a reserve of CUDA_RESERVE of that sum for what the model
     leaves out (the input batch, activation gradients in flight, cuDNN workspaces, allocator rounding).
-Activations are traced in float32, so under `trainer.amp` (which saves most of them in 16 bits) the choice
-errs on the small side.
+Activations are traced in float32. Under CUDA autocast most saved tensors are 16-bit, so there the choice
+errs on the small side; CPU autocast keeps float32 and bfloat16 copies (about 1.7x the float32 bytes), so on a
+CPU `auto` requires `trainer.amp=none`.
 """
 from __future__ import annotations
 
@@ -112,6 +113,10 @@ def choose_batch(cfg: ExperimentConfig, device: torch.device, num_classes: int) 
         if not text:
             raise UserError(f"data.batch_size=auto on {device.type} needs trainer.memory_budget (or train --budget), "
                             "e.g. 2GiB: the bytes saved for backward it may take")
+        if cfg.trainer.amp != "none":  # CPU autocast keeps float32 and bfloat16 copies: 1.7x the float32 bytes
+            raise UserError(f"data.batch_size=auto on {device.type} predicts float32 activations, and "
+                            f"trainer.amp={cfg.trainer.amp} there saves more than float32 does; use trainer.amp=none "
+                            "or a fixed data.batch_size")
         budget, source, cost = parse_bytes(text, "trainer.memory_budget"), f"trainer.memory_budget={text}", saved
         what, counted = "predicted bytes saved for backward", "activations only"
     batch = largest_batch(cost, budget)
