@@ -152,7 +152,12 @@ def build_sides(settings: StepBenchSettings, device: torch.device) -> Tuple[List
     ours = converted_model(theirs, settings.width)
     shape = (settings.batch, 3, settings.frames, settings.size, settings.size)
     clip = torch.randn(shape, generator=torch.Generator().manual_seed(1))
-    facts = {"logit_error": logit_error(theirs, ours, clip),
+    try:
+        error = logit_error(theirs, ours, clip)
+    except RuntimeError as exc:  # a grid pooled down to nothing on the way to res5
+        raise UserError(f"--frames {settings.frames} --size {settings.size}: too small a clip for I3D-R50 "
+                        f"({str(exc).splitlines()[0][:160]})") from exc
+    facts = {"logit_error": error,
              "nonlocal_paths": {name: block.attention_path for name, block in ours.attention_blocks().items()}}
     clip = clip.to(device)
     labels = torch.randint(0, NUM_CLASSES, (settings.batch,), generator=torch.Generator().manual_seed(2)).to(device)

@@ -39,8 +39,7 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
         raise UserError(f"bench mmaction2-step needs mmaction2's modules; missing: {reason}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA device is available")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          args.device if args.device != "auto" else "cpu")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     settings = StepBenchSettings(args.frames, args.size, args.batch, args.width, args.amp, args.rounds, args.steps,
                                  args.warmup, args.compile_backend, list(args.variants))
     result = run_step_bench(settings, device)
