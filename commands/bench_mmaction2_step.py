@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile backend of the compiled variants (eager: tracing only)")
     parser.add_argument("--variants", nargs="+", default=list(OUR_VARIANTS), help="our variants to run")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 keeps torch's default")
     parser.add_argument("--json", help="write the results here")
 
 
@@ -40,6 +41,8 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA device is available")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     settings = StepBenchSettings(args.frames, args.size, args.batch, args.width, args.amp, args.rounds, args.steps,
                                  args.warmup, args.compile_backend, list(args.variants))
     result = run_step_bench(settings, device)

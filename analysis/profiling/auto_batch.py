@@ -90,10 +90,13 @@ def choose_batch(cfg: ExperimentConfig, device: torch.device, num_classes: int) 
     """The largest batch whose prediction fits the budget on `device` (see the module docstring)."""
     model = build_model(cfg.model, num_classes)
     memo: Dict[int, int] = {}
+    unmodelled: set = set()
 
     def saved(batch: int) -> int:
         if batch not in memo:
-            memo[batch] = predict_saved_bytes(model, clip_shape(cfg, batch)).activation_bytes
+            prediction = predict_saved_bytes(model, clip_shape(cfg, batch))
+            memo[batch] = prediction.activation_bytes
+            unmodelled.update(prediction.unknown_layers)
         return memo[batch]
 
     text = cfg.trainer.memory_budget
@@ -129,4 +132,6 @@ def choose_batch(cfg: ExperimentConfig, device: torch.device, num_classes: int) 
         line = (f"data.batch_size=auto: chose {batch} on {device}; {what} {format_bytes(chosen)} ({counted}) "
                 f"of {of_budget}, margin {format_bytes(budget - chosen)}; batch {batch + 1}: "
                 f"{format_bytes(following)}")
+    if unmodelled:
+        line += f"; note: no memory rule for {', '.join(sorted(unmodelled))}, left out of the prediction"
     return BatchChoice(batch, chosen, following, budget, line)
