@@ -31,6 +31,8 @@ COMMANDS = {
     ("bench", "decode"): ("commands.bench_decode", "decode throughput per backend vs a bare decoder"),
     ("bench", "loader"): ("commands.bench_loader", "loader clips/s against the number of workers"),
     ("bench", "mmaction2"): ("commands.bench_mmaction2", "our training pipeline's clips/s vs mmaction2's (optional)"),
+    ("bench", "mmaction2-step"): ("commands.bench_mmaction2_step",
+                                  "a training step of mmaction2's NL I3D-R50 vs ours, same weights: clips/s, peak"),
     ("bench", "encodings"): ("commands.bench_encodings", "pipeline clips/s and size of videos encoded several ways"),
     ("bench", "model"): ("commands.bench_model", "model clips/s and memory, fused vs reference non-local"),
     ("bench", "train"): ("commands.bench_train", "training-step clips/s, data wait, peak memory, attention kernels"),

@@ -33,6 +33,7 @@ from engine.precision import autocast, check_amp, grad_scaler
 from engine.step import optimizer_update, place_model, training_loss
 from errors import UserError
 from models.build import build_model
+from video.config import fixed_batch_size
 from video.dataset import VideoDataset, read_labels
 from video.files import list_videos
 from video.loader import build_loader
@@ -90,7 +91,7 @@ def video_folder_dataset(videos: Path, out: Path, min_items: int) -> Path:
 
 def _synthetic_batches(cfg: ExperimentConfig, device: torch.device, num_classes: int) -> Iterator[Tuple[Batch, float]]:
     size = cfg.data.transforms.crop_size
-    shape = (cfg.data.batch_size, 3, clip_frames(cfg), size, size)
+    shape = (fixed_batch_size(cfg.data), 3, clip_frames(cfg), size, size)
     clips = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
     labels = torch.randint(0, num_classes, (shape[0],), device=device)
     while True:

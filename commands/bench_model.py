@@ -13,6 +13,7 @@ from configs.compose import Config, load_config, model_config_file
 from errors import UserError
 from models.attention.non_local import NonLocalBlock
 from models.build import build_model
+from video.config import fixed_batch_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def _model_cases(args: argparse.Namespace, cfg: Config) -> Dict[str, tuple]:
         data = cfg.data
         frames = data.sampling.num_segments if cfg.model.arch == "tsn" else data.sampling.num_frames
         size = data.transforms.crop_size
-        return {args.config: (cfg.model, (data.batch_size, 3, frames, size, size))}
+        return {args.config: (cfg.model, (fixed_batch_size(data), 3, frames, size, size))}
     tiny, large = _parse_input(args.tiny_input, "--tiny-input"), _parse_input(args.large_input, "--large-input")
     cases = {}
     for name in args.models:

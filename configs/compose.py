@@ -22,6 +22,7 @@ from data_prep.config import PrepConfig
 from engine.config import ExperimentConfig, describe_config_error
 from errors import UserError
 from inference.config import PredictConfig
+from video.config import check_batch_size
 
 CONFIG_DIR = Path(__file__).resolve().parent  # the one place that knows where configs live
 
@@ -103,6 +104,7 @@ def load_config(config_file: str | None = None, overrides: Iterable[str] = (), b
         raise UserError(describe_config_error(exc) if isinstance(exc, OmegaConfBaseException) else str(exc)) from exc
     for item in overrides:
         _apply_override(cfg, item)
+    check_batch_size(cfg.data)
     return cfg  # a DictConfig typed by Config: attribute access, validated assignment
 
 

@@ -61,6 +61,7 @@ class TrainerConfig:
     init_from: str = ""  # PATH of a checkpoint of ours (e.g. from `convert`) whose weights start the run
     find_unused_parameters: bool = False  # DDP option for models with conditional branches
     progress_bar: bool = True
+    memory_budget: str = ""  # data.batch_size=auto: e.g. 16GiB (required on a CPU); empty on CUDA: its free memory
 
 
 @dataclass

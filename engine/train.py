@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,8 +37,13 @@ from engine.precision import autocast, check_amp, grad_scaler
 from engine.step import optimizer_update, place_model, training_loss
 from errors import UserError
 from models.build import build_model
+from video.config import fixed_batch_size
 from video.formats import check_resume, describe_source, open_split, set_epoch
 from video.loader import build_loader, stop_workers
+
+
+# (device, classes) -> (batch, the line that says why); batch 0: not one clip fits, the line says so
+BatchChooser = Callable[[torch.device, int], Tuple[int, str]]
 
 
 @dataclass
@@ -61,6 +66,22 @@ def prepare_on_main(prepare_data: Optional[Callable[[], None]], ctx: DistContext
         barrier(ctx)
 
 
+def resolve_batch_size(cfg: ExperimentConfig, ctx: DistContext, num_classes: int,
+                       choose: Optional[BatchChooser]) -> None:
+    """Replace `data.batch_size=auto` by the chooser's batch: the smallest over the ranks (each may see
+    its own free device memory), so every rank steps the same batch; rank 0 prints the binding line."""
+    if not isinstance(cfg.data.batch_size, str):
+        return
+    if cfg.data.batch_size != "auto" or choose is None:
+        fixed_batch_size(cfg.data)  # raises the error that names the value
+    batch, line = min(all_gather_objects(choose(ctx.device, num_classes), ctx))
+    if batch < 1:
+        raise UserError(line)
+    if ctx.is_main:
+        print(line, flush=True)
+    cfg.data.batch_size = batch
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -71,7 +92,7 @@ class Trainer:
     """Builds data, model and optimizer from the config, then runs `fit()`."""
 
     def __init__(self, cfg: ExperimentConfig, ctx: DistContext, stop: StopRequest | None = None,
-                 prepare_data: Optional[Callable[[], None]] = None) -> None:
+                 prepare_data: Optional[Callable[[], None]] = None, choose_batch: Optional[BatchChooser] = None) -> None:
         self.cfg, self.ctx = cfg, ctx
         self.stop = stop or StopRequest()  # an inactive one never fires
         trainer = cfg.trainer
@@ -84,13 +105,14 @@ class Trainer:
             raise UserError(f"optim.accumulate={cfg.optim.accumulate}: must be >= 1")
         self.run_dir = run_dir(cfg)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        self.config_dict = config_to_container(cfg)
 
         prepare_on_main(prepare_data, ctx)
         split_args = dict(rank=ctx.rank, world_size=ctx.world_size, seed=cfg.run.seed)
         self.train_set = open_split(cfg.data, "train", train=True, **split_args)
         self.val_set = open_split(cfg.data, "val", train=False, **split_args)
         self.labels = list(self.train_set.labels)
+        resolve_batch_size(cfg, ctx, cfg.model.num_classes or len(self.labels), choose_batch)
+        self.config_dict = config_to_container(cfg)  # with the batch chosen: checkpoints and config.yaml agree
         loader_args = dict(**split_args, device_type=ctx.device.type)
         self.train_loader = build_loader(self.train_set, cfg.data, train=True, **loader_args)
         self.val_loader = build_loader(self.val_set, cfg.data, train=False, **loader_args)
@@ -366,16 +388,18 @@ class Trainer:
                 "last_checkpoint": str(self.checkpoint_dir / "last.pt")}
 
 
-def train(cfg: ExperimentConfig, prepare_data: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+def train(cfg: ExperimentConfig, prepare_data: Optional[Callable[[], None]] = None,
+          choose_batch: Optional[BatchChooser] = None) -> Dict[str, Any]:
     """Join the torchrun job (if any), train, and leave the process group; SIGTERM / SIGUSR1 stop the
     run cleanly after the step in flight (`stopped` in the result holds the line that says so).
     `prepare_data` runs on rank 0 before the datasets are opened (the command layer writes the
-    synthetic dataset there)."""
+    synthetic dataset there); `choose_batch` resolves `data.batch_size=auto` (the command layer's
+    memory model)."""
     ctx = init_distributed(cfg.trainer.device)
     if ctx.distributed:
         tag_warnings(ctx.rank)
     try:
         with StopRequest() as stop:
-            return Trainer(cfg, ctx, stop, prepare_data).fit()
+            return Trainer(cfg, ctx, stop, prepare_data, choose_batch).fit()
     finally:
         shutdown(ctx)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Dict, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from errors import UserError
@@ -30,9 +31,12 @@ def _bin_averages(length: int, bins: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def pool_to_grid(x: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """adaptive_avg_pool3d(x, grid) as small matrix products, which ONNX export supports for any grid."""
+    """adaptive_avg_pool3d(x, grid); under ONNX export as small matrix products, which ONNX supports for
+    any grid (training keeps the pool, whose saved tensors the memory profiler models)."""
     if tuple(x.shape[2:]) == tuple(grid):
         return x
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_avg_pool3d(x, tuple(grid))
     t, h, w = (_bin_averages(n, g, x) for n, g in zip(x.shape[2:], grid))
     return torch.einsum("bcthw,ut,vh,xw->bcuvx", x, t, h, w)
 

@@ -1,9 +1,12 @@
 """The checks behind scripts/gpu_check.sh: one short run that proves the CUDA path, or rehearses it.
 
 On a GPU: `pytest -m cuda` (fused = reference in fp32/bf16/fp16, kernels per stage, memory, fp16/bf16/
-channels_last/compile training, NCCL, SyncBatchNorm, pinned memory), `profile` of the I3D-R50 32x224
-placements (CUDA peak against the analytic prediction), `bench train` of I3D-R50 and NL I3D-R50 at 32x224
-in bf16 on synthetic input and on the decoded shared clips, and `bench model` fused vs reference.
+channels_last/compile training, NCCL, SyncBatchNorm, pinned memory, `data.batch_size=auto` against the real
+step's max-allocated), `profile` of the I3D-R50 32x224 placements (CUDA peak against the analytic
+prediction), `bench train` of I3D-R50 and NL I3D-R50 at 32x224 in bf16 on synthetic input and on the
+decoded shared clips, `bench mmaction2-step` (a bf16 training step of mmaction2's own NL I3D-R50 against
+ours with the same weights, plain / channels_last / compile; skipped where mmaction2 is not installed),
+and `bench model` fused vs reference.
 Without CUDA the same commands run at tiny sizes (GPU_CHECK_REHEARSAL=1 for the pytest part), and every
 check or test that needs CUDA is listed as skipped with its reason.
 
@@ -29,6 +32,9 @@ from typing import Any, Callable, Dict, List
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from models.converters.reference import missing_mmaction2  # noqa: E402  (after the path; imports torch only)
+
 # GPU: the 8 minutes of one device run. CPU: the bounds only catch a hang (a loaded CI machine is slow)
 BUDGET_SECONDS = {"gpu": 480, "cpu": 900}
 CPU_TIMEOUT = 300
@@ -121,6 +127,18 @@ def plan(mode: str, work: Path, out: Path) -> List[Check]:
                      skip_reason="" if source == "synthetic" else no_clips)
 
     checks += [bench_train(model, "synthetic") for model in models]  # the model's ceiling first
+    step_args = (["--frames", "32", "--size", "224", "--batch", "8", "--amp", "bf16", "--rounds", "3", "--steps", "4",
+                  "--warmup", "3"] if gpu else  # the CPU rehearsal: a quarter-width R50, one compiled variant
+                 ["--frames", "8", "--size", "64", "--batch", "1", "--width", "0.25", "--amp", "none", "--rounds", "1",
+                  "--steps", "1", "--warmup", "1", "--compile-backend", "eager", "--variants", "ours",
+                  "ours channels_last+compile"])
+    missing_mm = missing_mmaction2()
+    checks.append(Check("bench_mmaction2_step", run_py("bench", "mmaction2-step", *step_args, "--device",
+                                                       "cuda" if gpu else "cpu", "--json", str(work / "step.json")),
+                        timeout=300 if gpu else CPU_TIMEOUT, figures=lambda _: json_figures(work / "step.json"),
+                        skip_reason=f"mmaction2's modules cannot be built: {missing_mm} "
+                                    "(scripts/fetch_gpu_wheels.sh fetches them, OpenCV with --with-opencv)"
+                        if missing_mm else ""))
     profile_args = (["--config", "configs/profile/i3d_r50_32x224.yaml"] if gpu else
                     ["profile.frames=[8]", "profile.sizes=[32]", "profile.subsample=[true]", "profile.device=cpu"])
     checks.append(Check("profile", run_py("profile", "--out", str(work / "profile"), *profile_args),
@@ -145,7 +163,7 @@ def environment(mode: str) -> Dict[str, Any]:
                     gpu_memory_bytes=torch.cuda.get_device_properties(0).total_memory,
                     cudnn=torch.backends.cudnn.version())
     versions = {}
-    for name in ("omegaconf", "av", "decord"):
+    for name in ("omegaconf", "av", "decord", "mmaction", "mmengine", "mmcv", "cv2"):
         try:
             versions[name] = getattr(__import__(name), "__version__", "?")
         except ImportError:
@@ -207,6 +225,10 @@ def headline(entry: Dict[str, Any]) -> str:
         return (f"{len(figures['rows'])} rows on {figures['device']}, worst activation error "
                 f"{100 * figures['worst_prediction_error']:.2f}%, worst CUDA-peak error "
                 f"{'-' if peak is None else f'{100 * peak:.1f}%'}")
+    if entry["name"] == "bench_mmaction2_step" and "rows" in figures:
+        return "; ".join(f"{r['name']} {r['clips_per_s']:.1f} clips/s {r['speed_vs_mmaction2']:.2f}x" + (
+            "" if r["peak_bytes"] is None else f" peak {r['peak_bytes'] / 2**30:.2f} GiB {r['peak_vs_mmaction2']:.2f}x")
+            for r in figures["rows"])
     if entry["name"] == "bench_model" and "nonlocal_memory" in figures:
         return "; ".join(f"{r['placement'].split()[0]} {r['fused_kernel']} mem {r['ratio']:.3f} "
                          f"time {r['fused_seconds'] / r['reference_seconds']:.2f}" for r in figures["nonlocal_memory"])

@@ -3,11 +3,10 @@
 dependency), `require()` skips with the reason."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from errors import UserError
+from models.converters import reference
 from models.converters.reference import Mmaction2Recognizer, import_mmaction2
 
 __all__ = ["Mmaction2Recognizer", "published_config", "require"]
@@ -23,8 +22,5 @@ def require():
 
 def published_config(relative: str):
     """An mmaction2 config shipped in the wheel, e.g. 'recognition/i3d/<name>.py', as an mmengine Config."""
-    mmaction = require()
-    from mmengine.config import Config
-
-    return Config.fromfile(str(Path(mmaction.__file__).parent / ".mim" / "configs" / relative))
-
+    require()
+    return reference.published_config(relative)

@@ -16,12 +16,12 @@ import torch
 import yaml
 
 import run
+from bench.random_weights import randomize
 from commands.convert import convert
 from engine.checkpoint import load_trained
 from engine.inputs import model_input
 from errors import UserError
 from tests.mmaction2_modules import Mmaction2Recognizer, published_config
-from tests.random_weights import randomize
 
 I3D = "recognition/i3d/i3d_imagenet-pretrained-r50{}_8xb8-32x2x1-100e_kinetics400-rgb.py"
 VARIANTS = {  # name -> (published config, backbone changes, model-zoo style file name)

@@ -13,7 +13,7 @@ from errors import UserError
 from models.build import build_model
 from models.export.mmaction2 import write_mmaction2
 from tests.mmaction2_modules import Mmaction2Recognizer, require
-from tests.random_weights import randomize
+from bench.random_weights import randomize
 from tests.test_convert_mmaction2 import convert_args, mmaction2_file
 
 # mmaction2's ResNet3d pools pool1 with temporal kernel 1 and after res2 with kernel 2: trained so, ours exports

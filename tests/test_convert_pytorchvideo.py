@@ -7,10 +7,10 @@ import argparse
 import pytest
 import torch
 
+from bench.random_weights import randomize
 from commands.convert import convert
 from engine.checkpoint import load_trained
 from engine.inputs import model_input
-from tests.random_weights import randomize
 
 hub = pytest.importorskip("pytorchvideo.models.hub.resnet", reason="pytorchvideo is a test-only dependency")
 MODELS = {"i3d_r50": "I3D_8x8_R50.pyth", "slow_r50": "SLOW_8x8_R50.pyth", "c2d_r50": "C2D_8x8_R50.pyth"}

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torchvision
 
+from bench.random_weights import randomize
 from commands.convert import convert
 from engine.checkpoint import load_trained
 from errors import UserError
-from tests.random_weights import randomize
 
 
 def test_tsn_from_a_torchvision_resnet_scores_as_the_image_network(tmp_path):

@@ -13,7 +13,7 @@ import torch
 from commands.convert import convert
 from errors import UserError
 from models.converters.common import CONVERTERS
-from tests.random_weights import randomize
+from bench.random_weights import randomize
 from tests.test_convert_mmaction2 import convert_args, mmaction2_file
 
 RATIO = re.compile(r"max \|diff\| / max \|logit\| = ([0-9.e+-]+)")

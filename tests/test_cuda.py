@@ -17,12 +17,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from analysis.profiling.attention_kernels import observe_kernels
+from analysis.profiling.auto_batch import choose_batch, clip_shape
+from analysis.profiling.measure import measure_forward
 from bench.model import nonlocal_grids
 from engine.checkpoint import load_checkpoint
 from configs.compose import CONFIG_DIR, load_config
 from engine.distributed import BACKENDS
 from engine.inputs import model_input
+from engine.optim import build_optimizer
 from engine.precision import autocast
+from engine.step import place_model, training_loss
 from engine.train import train
 from models.attention.non_local import NonLocalBlock
 from models.attention.tokens import sdpa_has_fused_kernel, to_tokens
@@ -213,6 +217,51 @@ def test_training_steps_stay_finite(overrides, tiny_data, tmp_path, record_prope
         assert 0 < scale < float("inf")
     params = state["model"].values()
     assert all(torch.isfinite(p).all() for p in params if p.is_floating_point())
+
+
+# ---- data.batch_size=auto against the real step ------------------------------------------------
+
+def test_auto_batch_fits_the_real_step(record_property):
+    """The batch the memory model picks for a budget: on CUDA its real training step (bf16, SGD with momentum)
+    allocates at most the budget, and one clip more is predicted over it; on a CPU the bytes it saves for
+    backward fit the budget and one clip more does not."""
+    config, budget, clip = (("model/i3d_r50_nl5.yaml", "8GiB", ["data.sampling.num_frames=16",
+                                                                "data.transforms.crop_size=112", "trainer.amp=bf16"])
+                            if ON_CUDA else ("experiments/demo.yaml", "20MiB", []))
+    cfg = load_config(str(CONFIG_DIR / config), ["data.batch_size=auto", f"trainer.memory_budget={budget}",
+                                                 "optim.name=sgd", *clip])
+    choice = choose_batch(cfg, DEVICE, 400)
+    record_property("auto_batch", choice.batch)
+    record_property("auto_batch_predicted_bytes", choice.predicted_bytes)
+    assert choice.batch >= 1 and choice.next_predicted_bytes > choice.budget_bytes, choice.line
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 400)
+    if not ON_CUDA:
+        saved = [measure_forward(model, clip_shape(cfg, b)).activation_bytes for b in (choice.batch, choice.batch + 1)]
+        record_property("auto_batch_saved_bytes", saved)
+        assert saved[0] <= choice.budget_bytes < saved[1], (choice.line, saved)
+        return
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()  # what earlier tests left is not this run's
+    model = place_model(model, cfg.trainer, DEVICE, distributed=False)
+    optimizer = build_optimizer(model, cfg.optim)
+
+    def step(batch: int) -> None:
+        with autocast(cfg.trainer.amp, DEVICE):
+            logits = model(torch.randn(clip_shape(cfg, batch), device=DEVICE))
+        training_loss(model, logits, torch.zeros(batch, dtype=torch.long, device=DEVICE), 0.0)["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(1)  # the optimizer state exists from here on, as in training
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step(choice.batch)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    record_property("auto_batch_step_peak_bytes", peak)
+    record_property("auto_batch_peak_over_prediction", peak / choice.predicted_bytes)
+    assert peak <= choice.budget_bytes, (choice.line, peak)
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ from configs.compose import load_config
 from models.build import build_model
 from models.export import FORMATS, ExportRequest
 from tests.conftest import ROOT
-from tests.random_weights import randomize
+from bench.random_weights import randomize
 
 CONFIGS = {path.stem: (path, []) for path in sorted((ROOT / "configs" / "model").glob("*.yaml"))}
 NARROW = ["model.width=0.0625"]  # the R50 configs keep their depth and placements, at 1/16 of the width

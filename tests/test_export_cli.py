@@ -17,7 +17,7 @@ from configs.compose import load_config
 from engine.checkpoint import load_trained
 from errors import UserError
 from tests.conftest import ROOT, SHARED_DATA
-from tests.random_weights import random_checkpoint
+from bench.random_weights import random_checkpoint
 
 VIEW = ["data.sampling.num_frames=8", "data.sampling.stride=4", "data.transforms.test_scale=48",
         "data.transforms.crop_size=40", "test.clips=2", "test.crops=3", "predict.window_stride=2"]

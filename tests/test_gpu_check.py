@@ -1,5 +1,6 @@
 """scripts/gpu_check.sh in its CPU mode (CUDA hidden): every check runs at tiny sizes or is listed as
 skipped with its reason, so the one-shot GPU script cannot rot between GPU runs."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -30,7 +31,8 @@ def test_cpu_mode_runs_every_check_or_names_why_not(tmp_path):
     summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert summary["mode"] == "cpu" and summary["failed"] == []
     checks = {entry["name"]: entry for entry in summary["checks"]}
-    assert {"pytest_cuda", "profile", "bench_model", "bench_train_i3d_tiny_nl_synthetic"} <= set(checks)
+    assert {"pytest_cuda", "profile", "bench_model", "bench_train_i3d_tiny_nl_synthetic",
+            "bench_mmaction2_step"} <= set(checks)
     for entry in checks.values():
         assert entry["status"] in ("passed", "skipped"), entry
         assert entry["status"] == "passed" or entry["reason"]
@@ -41,6 +43,23 @@ def test_cpu_mode_runs_every_check_or_names_why_not(tmp_path):
     assert {name for name, t in tests.items() if t["outcome"] == "skipped"} == CUDA_ONLY_TESTS
     assert all(t["outcome"] == "passed" for name, t in tests.items() if name not in CUDA_ONLY_TESTS)
     assert tests["test_no_math_fallback_at_res2_res3[none]"]["figures"]["res2_none_kernel"] == "flash"
+    assert tests["test_auto_batch_fits_the_real_step"]["outcome"] == "passed"
+    step = checks["bench_mmaction2_step"]  # the venv has mmaction2: the side-by-side runs
+    assert step["status"] == "passed" and step["figures"]["logit_error"] < 1e-5
+    assert [row["name"] for row in step["figures"]["rows"]] == ["mmaction2", "ours", "ours channels_last+compile"]
+    assert all(row["clips_per_s"] > 0 and row["speed_vs_mmaction2"] > 0 for row in step["figures"]["rows"])
     skipped = {item["check"] for item in summary["skipped"]}
     assert {f"pytest_cuda::{name}" for name in CUDA_ONLY_TESTS} <= skipped
     assert (tmp_path / "out" / "profile.md").is_file() and (tmp_path / "out" / "gpu_check.log").is_file()
+
+
+def test_the_side_by_side_is_skipped_with_the_reason_where_mmaction2_is_missing(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # dataclasses look their module up there
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setitem(sys.modules, "mmaction", None)  # makes `import mmaction` fail as on a machine without it
+    check = next(c for c in gpu_check.plan("cpu", tmp_path, tmp_path) if c.name == "bench_mmaction2_step")
+    entry = gpu_check.run_check(check, tmp_path, None, deadline=float("inf"))
+    assert entry["status"] == "skipped" and "mmaction2==1.2.0" in entry["reason"]
+    assert "fetch_gpu_wheels.sh" in entry["reason"]

@@ -15,7 +15,7 @@ from inference.gradcam import grad_cam
 from errors import UserError
 from models.build import build_model
 from tests.conftest import ROOT
-from tests.random_weights import random_checkpoint
+from bench.random_weights import random_checkpoint
 from video.encode import write_video
 
 SMALL = ["data.sampling.num_frames=8", "data.transforms.test_scale=48", "data.transforms.crop_size=40",

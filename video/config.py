@@ -6,7 +6,9 @@ always both in the clip; crops of 56 keep them in view. Real datasets set their 
 `data.transforms.train_scale=[256,320] data.transforms.crop_size=224 data.transforms.test_scale=256`.
 """
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Union
+
+from errors import UserError
 
 
 @dataclass
@@ -47,7 +49,7 @@ class DataConfig:
     shard_buffer: int = 64  # format=shards: samples each loader worker holds to shuffle its stream
     backend: str = "pyav"  # decord | pyav
     decode_threads: int = 1  # decoder threads per loader worker
-    batch_size: int = 8
+    batch_size: Union[int, str] = 8  # clips per rank and step; `auto` (train): the largest trainer.memory_budget fits
     num_workers: int = 2
     prefetch_factor: int = 2
     persistent_workers: bool = True
@@ -56,3 +58,18 @@ class DataConfig:
     decode_timeout: float = 0.0  # seconds per video, decoded in a killable child process; 0: no limit
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
+
+
+
+def check_batch_size(cfg: DataConfig) -> None:
+    """Reject a `data.batch_size` that is neither a number nor `auto` (the schema admits any word)."""
+    if isinstance(cfg.batch_size, str) and cfg.batch_size != "auto":
+        raise UserError(f"data.batch_size={cfg.batch_size}: give a number of clips or auto")
+
+
+def fixed_batch_size(cfg: DataConfig) -> int:
+    """`data.batch_size` as a number; `auto` is for `run.py train`, which replaces it before loading."""
+    check_batch_size(cfg)
+    if cfg.batch_size == "auto":
+        raise UserError("data.batch_size=auto is chosen by `run.py train` only; give a number of clips")
+    return cfg.batch_size

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from errors import UserError
-from video.config import DataConfig
+from video.config import DataConfig, fixed_batch_size
 
 
 def _check_rank(rank: int, world_size: int) -> None:
@@ -93,7 +93,7 @@ def _init_worker(worker_id: int) -> None:
 def build_loader(dataset: Dataset, cfg: DataConfig, train: bool, rank: int = 0, world_size: int = 1,
                  seed: int = 0, device_type: str = "cpu") -> DataLoader:
     """A DataLoader yielding dict batches (see `collate`); pinned memory only for a CUDA device."""
-    if cfg.batch_size < 1 or cfg.num_workers < 0:
+    if fixed_batch_size(cfg) < 1 or cfg.num_workers < 0:
         raise UserError(f"data.batch_size={cfg.batch_size} must be >= 1 and data.num_workers="
                         f"{cfg.num_workers} >= 0")
     if isinstance(dataset, IterableDataset):

@@ -45,6 +45,26 @@ def import_mmaction2() -> types.ModuleType:
     return mmaction
 
 
+def missing_mmaction2() -> str:
+    """'' when mmaction2's modules can be built here, else which packages are missing (mmcv-lite needs OpenCV)."""
+    absent = []
+    for name, package in (("mmaction", "mmaction2==1.2.0"), ("mmengine", "mmengine==0.10.7"),
+                          ("cv2", "opencv-python"), ("mmcv", "mmcv-lite==2.1.0")):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            absent.append(f"{package} ({exc})")
+    return "; ".join(absent)
+
+
+def published_config(relative: str):
+    """An mmaction2 config shipped in its wheel, e.g. 'recognition/i3d/<name>.py', as an mmengine Config."""
+    mmaction = import_mmaction2()
+    from mmengine.config import Config
+
+    return Config.fromfile(str(Path(mmaction.__file__).parent.joinpath(".mim", "configs", relative)))
+
+
 def mmaction2_module(section: Mapping[str, Any]) -> nn.Module:
     """mmaction2's module for one `backbone=` or `cls_head=` dict of a config (weights as initialised)."""
     import_mmaction2()

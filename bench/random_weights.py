@@ -1,4 +1,4 @@
-"""Random weights for equivalence tests: no layer left at an initialisation that hides a mistake."""
+"""Random weights for equivalence checks: no layer left at an initialisation that hides a mistake."""
 from pathlib import Path
 from typing import Any, Sequence
 
