@@ -86,12 +86,15 @@ class PyAVReader(VideoReader):
                  allow_truncated: bool = False):
         super().__init__(path, short_side)
         self._container, self._stream = open_container(path)
-        self.header_frames = self._stream.frames  # what the container promises (0: not stated)
         try:
             self._index = scan_packets(self._container, self._stream, path, allow_truncated)
         except BaseException:
             self._container.close()
             raise
+        # the frames the container promises (0: not stated); its count includes the placeholder packets,
+        # which are no frames: a file is truncated only when frames are missing beyond those
+        placeholders = self._index.packets - len(self._index.timestamps)
+        self.header_frames = max(self._stream.frames - placeholders, 0)
         context = self._stream.codec_context
         context.thread_count = num_threads
         context.thread_type = "AUTO" if num_threads != 1 else "SLICE"
