@@ -157,8 +157,11 @@ class PyAVReader(VideoReader):
         return out
 
     def _learn_order(self) -> None:
-        """Decode to the end when little is left; once every frame was placed, place by timestamp."""
-        if self._last is not None and self.num_frames - 1 - self._last[0] <= LEARN_TAIL * self.num_frames:
+        """When this reader placed every frame from the first to the current one and little is left, decode
+        the rest and keep the order: from then on frames are placed by timestamp."""
+        if self._last is None or len(self._learning) != self._last[0] + 1:
+            return  # frames before those decoded were never seen: decoding the rest would not complete it
+        if self.num_frames - 1 - self._last[0] <= LEARN_TAIL * self.num_frames:
             try:
                 for self._last in self._frames:
                     pass
