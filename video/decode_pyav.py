@@ -122,6 +122,8 @@ class PyAVReader(VideoReader):
         self._last_wanted = -1
         self.frames_decoded = 0  # decoder output count, to check that seeking skips what it should
         self._to_rgb = VideoReformatter()  # reused: a fresh one per frame costs ~2 ms of set-up
+        # the scaler's threads too (its default, one per core, costs 2-8 ms a frame on a busy machine)
+        self._threads = num_threads
         self._frames: Optional[Iterator[Tuple[int, av.VideoFrame]]] = None
         self._last: Optional[Tuple[int, av.VideoFrame]] = None
 
@@ -179,7 +181,7 @@ class PyAVReader(VideoReader):
             frame = self._advance_to(target)
             height, width = output_size(frame.height, frame.width, self.short_side)
             out[slot] = self._to_rgb.reformat(frame, format="rgb24", width=width, height=height,
-                                              interpolation="AREA").to_ndarray()
+                                              interpolation="AREA", threads=self._threads).to_ndarray()
         return out
 
     def _advance_to(self, target: int, retried: bool = False, force_seek: bool = False) -> av.VideoFrame:
