@@ -1,5 +1,5 @@
 """The decord backend probes each file once per process (a rewritten file is probed again) and reads
-unscaled B-frame streams with the PyAV reader, returning decord's own frames."""
+some unscaled files with the PyAV reader, returning decord's own frames."""
 import numpy as np
 import pytest
 
@@ -22,10 +22,11 @@ def test_probe_is_reused_and_renewed_when_the_file_changes(tmp_path):
         assert (reader.num_frames, reader.height, reader.width) == (5, 16, 16)
 
 
-@pytest.mark.parametrize("name", [path.name for path in real_clips() if path.suffix == ".mp4"])
-def test_b_frame_streams_read_by_pyav_return_decords_own_frames(clips_dir, name):
-    """Unscaled, the decord backend reads these B-frame streams with the PyAV reader (which skips unwanted
-    non-reference frames) and returns exactly what decord itself returns; scaled, decord reads them."""
+@pytest.mark.parametrize("name", [path.name for path in real_clips()
+                                  if path.suffix == ".mp4" or path.name.startswith("kth_")])
+def test_files_read_by_pyav_return_decords_own_frames(clips_dir, name):
+    """Unscaled, the decord backend reads these B-frame streams (mp4) and AVI files (KTH) with the PyAV
+    reader and returns exactly what decord itself returns; scaled, decord reads them."""
     import decord
 
     path = clips_dir / name
