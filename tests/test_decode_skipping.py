@@ -12,15 +12,19 @@ from video.encode import write_video
 FRAMES = 120
 
 
-@pytest.fixture(scope="module")
-def b_frame_video(tmp_path_factory):
+def _b_frame_video(folder, suffix: str):
     """Barcoded frames over a moving pattern, which x264 codes with non-reference B-frames."""
     x = np.arange(96)[None, None, :]
     motion = ((np.sin((x + 2 * np.arange(FRAMES)[:, None, None]) / 6.0) * 0.5 + 0.5) * 255).astype(np.uint8)
     motion = np.broadcast_to(motion[..., None], (FRAMES, 32, 96, 3))
-    path = tmp_path_factory.mktemp("videos") / "bframes.mp4"
+    path = folder / f"bframes{suffix}"
     write_video(path, np.concatenate([barcode_frames(FRAMES), motion], axis=1), fps=25, keyframe_interval=60)
     return path
+
+
+@pytest.fixture(scope="module")
+def b_frame_video(tmp_path_factory):
+    return _b_frame_video(tmp_path_factory.mktemp("videos"), ".mp4")
 
 
 def _barcodes(frames):
@@ -46,13 +50,8 @@ def test_skipping_returns_the_asked_frames(b_frame_video, calls):
 
 @pytest.fixture(scope="module")
 def avi_b_frame_video(tmp_path_factory):
-    """The same pictures as H.264 with B-frames in AVI, whose timestamps FFmpeg can only guess."""
-    x = np.arange(96)[None, None, :]
-    motion = ((np.sin((x + 2 * np.arange(FRAMES)[:, None, None]) / 6.0) * 0.5 + 0.5) * 255).astype(np.uint8)
-    motion = np.broadcast_to(motion[..., None], (FRAMES, 32, 96, 3))
-    path = tmp_path_factory.mktemp("videos") / "bframes.avi"
-    write_video(path, np.concatenate([barcode_frames(FRAMES), motion], axis=1), fps=25, keyframe_interval=60)
-    return path
+    """The same in AVI, whose timestamps FFmpeg can only guess."""
+    return _b_frame_video(tmp_path_factory.mktemp("videos"), ".avi")
 
 
 def test_avi_with_b_frames_learns_its_display_order_then_skips(avi_b_frame_video):
