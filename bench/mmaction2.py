@@ -6,13 +6,17 @@ items); mmaction2's is its transforms `{Decord,PyAV}Init -> SampleFrames -> {Dec
 Resize(-1, 256) -> RandomCrop(224) -> Flip(0.5) -> FormatShape(NCTHW)`, made contiguous as its collate
 would; our PyAV TSN cell is held to its decord (`THEIR_BACKEND`). Both run on one thread, as in a loader
 worker: torch and OpenCV threads set to 1; decoder threads `data.decode_threads` for ours, one for mmaction2
-(decord's default; PyAV's stream is opened with FFmpeg's automatic thread count, set to 1 here). Each round
-reads every video once per cell with both, alternating which goes first; an untimed first pass warms the file cache and finds the videos mmaction2 cannot read (left out of that cell for
-both sides, and reported). mmaction2 is an optional, test-only dependency: imported only here.
+(decord's default; PyAV's stream is opened with FFmpeg's automatic thread count, set to 1 here). Threads
+neither side can set (PyAV's `to_rgb()` in mmaction2's PyAV pipeline scales on one thread per core, decord
+has its own worker thread) are held to one core too: the process runs on one CPU while it measures, so on
+a busy machine no side gets more of it by running more threads. Each round reads every video once per cell
+with both, alternating which goes first; an untimed first pass warms the file cache and finds the videos
+mmaction2 cannot read (left out of that cell for both sides, and reported). mmaction2 is an optional, test-only dependency: imported only here.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -101,8 +105,18 @@ def _readable_by_mmaction2(read: Callable[[str], np.ndarray], videos: Sequence[P
 
 def compare(videos: Sequence[Path], data: DataConfig, rounds: int, cells: Sequence = CELLS,
             progress: Callable[[], None] = lambda: None) -> List[Dict]:
-    """One row per cell: clips/s of ours and of mmaction2, interleaved over `rounds` passes."""
+    """One row per cell: clips/s of ours and of mmaction2, interleaved over `rounds` passes on one CPU."""
     require_mmaction2()
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        return _compare(videos, data, rounds, cells, progress)
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def _compare(videos: Sequence[Path], data: DataConfig, rounds: int, cells: Sequence,
+             progress: Callable[[], None]) -> List[Dict]:
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -27,7 +27,7 @@ def run_command(args: argparse.Namespace, cfg) -> int:
     videos = list_videos(args.videos)
     with tqdm(total=args.rounds * len(videos) * len(CELLS), desc="ours vs mmaction2", unit="clip", leave=False) as bar:
         rows = compare(videos, cfg.data, args.rounds, progress=lambda: bar.update(1))
-    print(f"{len(videos)} videos, short side 256, random 224 crop, flip, uint8; {args.rounds} interleaved rounds, "
+    print(f"{len(videos)} videos, short side 256, random 224 crop, flip, uint8; {args.rounds} interleaved rounds on one CPU, "
           f"data.decode_threads={cfg.data.decode_threads}")
     print(f"{'backend':8} {'sampling':10} {'ours clips/s':>12} {'mmaction2 clips/s (its backend)':>32} "
           f"{'ours/mmaction2':>15}")
