@@ -8,15 +8,16 @@ would; our PyAV TSN cell is held to its decord (`THEIR_BACKEND`). Both run on on
 worker: torch and OpenCV threads set to 1; decoder threads `data.decode_threads` for ours, one for mmaction2
 (decord's default; PyAV's stream is opened with FFmpeg's automatic thread count, set to 1 here). Threads
 neither side can set (PyAV's `to_rgb()` in mmaction2's PyAV pipeline scales on one thread per core, decord
-has its own worker thread) are held to one core too: the process runs on one CPU while it measures, so on
-a busy machine no side gets more of it by running more threads. Each round reads every video once per cell
-with both, alternating which goes first; an untimed first pass warms the file cache and finds the videos
-mmaction2 cannot read (left out of that cell for both sides, and reported). mmaction2 is an optional, test-only dependency: imported only here.
+has its own worker thread) are counted too: besides wall time, each call's CPU time (all threads of the
+process) is summed, and clips per CPU second is the figure a busy machine does not skew, where a side
+with more threads gets more of the CPUs' time. Each round reads every video once per cell with both,
+alternating which goes first; an untimed first pass warms the file cache and finds the videos mmaction2
+cannot read (left out of that cell for both sides, and reported). mmaction2 is an optional, test-only
+dependency: imported only here.
 """
 from __future__ import annotations
 
 import importlib.util
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -105,18 +106,9 @@ def _readable_by_mmaction2(read: Callable[[str], np.ndarray], videos: Sequence[P
 
 def compare(videos: Sequence[Path], data: DataConfig, rounds: int, cells: Sequence = CELLS,
             progress: Callable[[], None] = lambda: None) -> List[Dict]:
-    """One row per cell: clips/s of ours and of mmaction2, interleaved over `rounds` passes on one CPU."""
+    """One row per cell: clips per wall second and per CPU second of ours and of mmaction2, interleaved
+    over `rounds` passes."""
     require_mmaction2()
-    cpus = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(cpus)})
-    try:
-        return _compare(videos, data, rounds, cells, progress)
-    finally:
-        os.sched_setaffinity(0, cpus)
-
-
-def _compare(videos: Sequence[Path], data: DataConfig, rounds: int, cells: Sequence,
-             progress: Callable[[], None]) -> List[Dict]:
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -132,7 +124,8 @@ def _compare(videos: Sequence[Path], data: DataConfig, rounds: int, cells: Seque
                 raise UserError(f"mmaction2's {backend} {sampling} pipeline read none of the videos: {left_out}")
             for index in kept:
                 ours[(index, 0, rounds)]  # warms our side too (an epoch the timed rounds do not use)
-            setups.append((backend, sampling, ours, theirs, kept, left_out, {"ours": 0.0, "mmaction2": 0.0}))
+            setups.append((backend, sampling, ours, theirs, kept, left_out,
+                           {side: {"wall": 0.0, "cpu": 0.0} for side in ("ours", "mmaction2")}))
         for round_ in range(rounds):
             for backend, sampling, ours, theirs, kept, left_out, seconds in setups:
                 np.random.seed(round_)  # mmaction2 draws from the global generator
@@ -140,15 +133,19 @@ def _compare(videos: Sequence[Path], data: DataConfig, rounds: int, cells: Seque
                     sides = [("ours", lambda: ours[(index, round_, 0)]),
                              ("mmaction2", lambda: theirs(str(videos[index])))]
                     for side, call in sides if (round_ + number) % 2 == 0 else sides[::-1]:
-                        started = time.perf_counter()
+                        started, cpu_started = time.perf_counter(), time.process_time()
                         call()
-                        seconds[side] += time.perf_counter() - started
+                        seconds[side]["wall"] += time.perf_counter() - started
+                        seconds[side]["cpu"] += time.process_time() - cpu_started
                     progress()
         for backend, sampling, _, _, kept, left_out, seconds in setups:
             clips = rounds * len(kept)
-            ours_rate, their_rate = clips / seconds["ours"], clips / seconds["mmaction2"]
-            rows.append({"backend": backend, "sampling": sampling, "mmaction2_backend": their_backend(backend, sampling),
-                         "videos": len(kept),
-                         "ours_clips_per_s": round(ours_rate, 2), "mmaction2_clips_per_s": round(their_rate, 2),
-                         "ratio": round(ours_rate / their_rate, 3), "left_out": left_out})
+            row = {"backend": backend, "sampling": sampling, "mmaction2_backend": their_backend(backend, sampling),
+                   "videos": len(kept)}
+            for clock, suffix in (("wall", ""), ("cpu", "cpu_")):
+                ours_rate, their_rate = clips / seconds["ours"][clock], clips / seconds["mmaction2"][clock]
+                row.update({f"ours_{suffix}clips_per_s": round(ours_rate, 2),
+                            f"mmaction2_{suffix}clips_per_s": round(their_rate, 2),
+                            f"{suffix}ratio": round(ours_rate / their_rate, 3)})
+            rows.append({**row, "left_out": left_out})
     return rows
