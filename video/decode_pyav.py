@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import av
 import numpy as np
@@ -112,12 +112,12 @@ class PyAVReader(VideoReader):
         self._height, self._width = output_size(context.height, context.width, short_side)
         # AVI stores no presentation times: FFmpeg guesses them, wrongly around B-frames
         exact_pts = not (self._container.format.name == "avi" and context.has_b_frames)
+        self._exact = exact_pts
         self._key = None if exact_pts else file_key(path)
-        order = None if exact_pts else known_order(self._key)
-        # frame ordinal from a timestamp, None where frames are counted (then learning: timestamp -> ordinal)
-        self._place: Optional[Callable[[int], Optional[int]]] = (
-            self._ordinal_of_timestamp if exact_pts else (order.get if order else None))
-        self._learning: Optional[Dict[int, int]] = {} if self._place is None else None
+        # where timestamps are guesses: the learned timestamp -> ordinal (None: frames are counted, and
+        # `_learning` collects what the counting shows)
+        self._order: Optional[Dict[int, int]] = None if exact_pts else known_order(self._key)
+        self._learning: Optional[Dict[int, int]] = {} if not self._placed_by_timestamp() else None
         self._wanted: frozenset = frozenset()  # ordinals the current get_frames call needs decoded
         self._last_wanted = -1
         self.frames_decoded = 0  # decoder output count, to check that seeking skips what it should
@@ -143,15 +143,19 @@ class PyAVReader(VideoReader):
     def width(self) -> int:
         return self._width
 
-    def _ordinal_of_timestamp(self, pts: int) -> int:
-        return bisect.bisect_left(self._index.timestamps, pts)
+    def _placed_by_timestamp(self) -> bool:
+        return self._exact or self._order is not None
+
+    def _ordinal_of(self, pts: int) -> Optional[int]:
+        """The frame ordinal of a timestamp (exact, or learned: None for one the order does not know)."""
+        return bisect.bisect_left(self._index.timestamps, pts) if self._exact else self._order.get(pts)
 
     def _decode_sorted(self, indices: np.ndarray) -> np.ndarray:
         try:
             out = self._decode_targets(indices)
         except _OrderMismatch:  # not seen on real files; a safe way back
             forget_order(self._key)
-            self._place, self._learning, self._frames, self._last = None, None, None, None
+            self._order, self._learning, self._frames, self._last = None, None, None, None
             self._stream.codec_context.skip_frame = "DEFAULT"
             return self._decode_targets(indices)
         if self._learning is not None:
@@ -171,7 +175,7 @@ class PyAVReader(VideoReader):
                 self._learning = None
                 return
         if self._learning is not None and remember_order(self._key, self._learning, self.num_frames):
-            self._place, self._learning = known_order(self._key).get, None
+            self._order, self._learning = known_order(self._key), None
 
     def _decode_targets(self, indices: np.ndarray) -> np.ndarray:
         out = np.empty((len(indices), self._height, self._width, 3), dtype=np.uint8)
@@ -193,7 +197,7 @@ class PyAVReader(VideoReader):
         for ordinal, frame in self._frames:
             self._last = (ordinal, frame)
             if ordinal >= target:
-                if ordinal > target and self._place is not None and not retried:
+                if ordinal > target and self._placed_by_timestamp() and not retried:
                     # skipped while an earlier call, wanting later frames, read ahead: decode it again, wanted now
                     return self._advance_to(target, retried=True, force_seek=True)
                 return frame
@@ -234,27 +238,27 @@ class PyAVReader(VideoReader):
         """(ordinal, frame) from the current position; the first frame is placed by its timestamp."""
         ordinal = None
         context = self._stream.codec_context
-        place = self._place
+        placed = self._placed_by_timestamp()
         packets = self._container.demux(self._stream)
         try:
             packet = next(packets, None)
             while packet is not None:
                 following = next(packets, None)  # one packet ahead: see `_may_skip`
-                if place is not None:
-                    context.skip_frame = "NONREF" if self._may_skip(place, packet, following) else "DEFAULT"
+                if placed:
+                    context.skip_frame = "NONREF" if self._may_skip(packet, following) else "DEFAULT"
                 for frame in packet.decode():
                     self.frames_decoded += 1
-                    if place is not None and frame.pts is not None:
-                        ordinal = place(frame.pts)
+                    if placed and frame.pts is not None:
+                        ordinal = self._ordinal_of(frame.pts)
                         if ordinal is None:
                             raise _OrderMismatch()
                     elif ordinal is not None:
                         ordinal += 1
                     elif frame.pts is not None:
-                        ordinal = self._ordinal_of_timestamp(frame.pts)
+                        ordinal = bisect.bisect_left(self._index.timestamps, frame.pts)
                     else:
                         ordinal = seek_ordinal
-                    if self._learning is not None and place is None:
+                    if self._learning is not None and not placed:
                         if frame.pts is None or self._learning.setdefault(frame.pts, ordinal) != ordinal:
                             self._learning = None  # these timestamps cannot teach the display order
                     yield ordinal, frame
@@ -262,19 +266,19 @@ class PyAVReader(VideoReader):
         except av.FFmpegError as exc:
             raise self._fail(f"decoding failed after frame {ordinal} ({first_line(exc)})") from exc
 
-    def _may_skip(self, place: Callable[[int], Optional[int]], packet: av.Packet,
-                  following: Optional[av.Packet]) -> bool:
+    def _may_skip(self, packet: av.Packet, following: Optional[av.Packet]) -> bool:
         """Whether the decoder may drop `packet`'s picture if no other depends on it (a non-reference one):
         it is not wanted and comes before the last wanted frame (a next call may want those past it); in a
         stream whose order was learned, also the packet after it is not wanted (in MPEG-4 part 2 AVI files
         a not-coded picture repeats the one decoded before it, and a B-picture packed with the previous
         P-picture is decoded with the next packet)."""
-        ordinal = place(packet.pts) if packet.pts is not None else None
+        ordinal = self._ordinal_of(packet.pts) if packet.pts is not None else None
         if ordinal is None or ordinal >= self._last_wanted or ordinal in self._wanted:
             return False
-        if self._key is None:  # exact timestamps
+        if self._exact:
             return True
-        return following is not None and following.pts is not None and place(following.pts) not in self._wanted
+        return (following is not None and following.pts is not None
+                and self._ordinal_of(following.pts) not in self._wanted)
 
     def close(self) -> None:
         self._frames, self._last = None, None
