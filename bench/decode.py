@@ -90,11 +90,11 @@ def decodable_videos(videos: List[Path]) -> List[Path]:
     return good
 
 
-def via_pyav_files(videos: List[Path]) -> List[Path]:
-    """Files the decord backend hands to the PyAV reader (AVI with B-frames: see DecordReader)."""
+def via_pyav_files(videos: List[Path], short_side: Optional[int]) -> List[Path]:
+    """Files the decord backend hands to the PyAV reader at this short side (see DecordReader)."""
     forward = []
     for path in videos:
-        with open_video(path, "decord") as reader:
+        with open_video(path, "decord", short_side=short_side) as reader:
             if reader.via_pyav:
                 forward.append(path)
     return forward

@@ -25,13 +25,13 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
     if args.repeats < 1:
         raise UserError(f"--repeats={args.repeats} must be at least 1")
     videos = decodable_videos(list_videos(args.videos))  # also the untimed pass that warms the file cache
-    forward = via_pyav_files(videos)
+    short_side = build_train_transform(cfg.data.transforms, num_classes=1).source_short_side
+    forward = via_pyav_files(videos, short_side)
     cases = [(backend, sampling) for backend in REFERENCES for sampling in SAMPLINGS]
     with tqdm(total=len(cases) * len(videos) * args.repeats, desc="decode bench", unit="clip") as bar:
         cased = {case: bench_case(videos, cfg.data, *case, args.repeats, bar,
                                   apart=forward if case[0] == "decord" else ()) for case in cases}
     results = [row for row, _ in cased.values()]
-    short_side = build_train_transform(cfg.data.transforms, num_classes=1).source_short_side
     opens = {backend: open_milliseconds(videos, backend, short_side, args.repeats) for backend in REFERENCES}
     loader = bench_loader_on(videos, cfg.data)
     print(f"{len(videos)} videos, crop {cfg.data.transforms.crop_size} from short side "
@@ -42,8 +42,9 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
               f"{row['reference_frames_per_s']:14.0f} {row['ratio']:6.3f}")
     if forward:
         ratios = ", ".join(f"{s} {cased['decord', s][1]}" for s in SAMPLINGS)
-        print(f"the decord backend hands {len(forward)} of {len(videos)} files (AVI with B-frames) to PyAV, "
-              f"where decord's seeking returns wrong frames and the bare call is not a like-for-like baseline; "
+        print(f"the decord backend hands {len(forward)} of {len(videos)} files to PyAV (AVI with B-frames, where "
+              f"decord's seeking returns wrong frames, and unscaled files it reads for less); the bare call is not "
+              f"a like-for-like baseline there; "
               f"decord ratio on the other {len(videos) - len(forward)}: {ratios}")
     print("open (container and index or probe, no frame decoded), ms per video: "
           + ", ".join(f"{backend} {ms}" for backend, ms in opens.items()))

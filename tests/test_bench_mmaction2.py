@@ -25,8 +25,11 @@ def test_bench_mmaction2_writes_one_row_per_cell(tmp_path, capsys):
         (backend, sampling) for backend in ("decord", "pyav") for sampling in ("dense32x2", "tsn8")}
     for row in rows:
         assert row["videos"] == 2 and row["left_out"] == {}
+        assert row["mmaction2_backend"] == ("decord" if row["sampling"] == "tsn8" else row["backend"])
         assert row["ratio"] == pytest.approx(row["ours_clips_per_s"] / row["mmaction2_clips_per_s"], rel=0.02)
-    assert "ours/mmaction2" in capsys.readouterr().out
+        assert row["cpu_ratio"] == pytest.approx(row["ours_cpu_clips_per_s"] / row["mmaction2_cpu_clips_per_s"],
+                                                 rel=0.02)
+    assert "CPU ratio" in capsys.readouterr().out
 
 
 def test_without_mmaction2_it_is_one_clear_error(tmp_path, monkeypatch):

@@ -192,3 +192,19 @@ def test_frames_scaled_down_by_the_decoder_keep_their_content(long_video, backen
         assert read_barcodes(frames) == [7, 300]
     with open_video(long_video, backend, short_side=64) as reader:  # never enlarged
         assert reader.get_frames([0]).shape == (1, 32, 96, 3)
+
+
+def test_a_closed_pyav_reader_is_freed_without_the_garbage_collector(long_video):
+    """No reference cycle keeps a reader (and its decoder's buffers) alive: predict opens one per batch."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        with open_video(long_video, "pyav") as reader:
+            reader.get_frames([5, 250])
+        freed = weakref.ref(reader)
+        del reader
+        assert freed() is None
+    finally:
+        gc.enable()

@@ -136,3 +136,12 @@ def test_predict_windows_get_the_guards_of_training_reads(clips_dir, tmp_path, f
     assert torch.equal(read.frames[0, 2], read.frames[1, 0])  # frame 4, shared by both windows, decoded once
     with pytest.raises(VideoDecodeError, match="frame 200 asked for, but only 1[23][0-9] frames decode"):
         read_frames(str(half), cfg, np.array([[100, 200]]), short_side=64)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_placeholder_packets_do_not_make_a_video_truncated(clips_dir, backend):
+    """An HMDB51 AVI's header counts its 1-byte placeholder chunk (243 for 242 frames): not truncated,
+    so it is neither reported nor probed again for its decodable end."""
+    cfg = data_config(f"data.backend={backend}", "data.sampling.mode=segments")
+    read = read_clips(str(clips_dir / "hmdb51_climb.avi"), cfg, np.random.default_rng(0), short_side=64)
+    assert read.truncated is None and read.num_frames == 242

@@ -4,17 +4,23 @@ from __future__ import annotations
 import bisect
 import itertools
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from video.decode_base import VideoDecodeError, VideoReader, first_line, output_size, register_backend
+from video.display_order import file_key, forget_order, known_order, remember_order
 
 # A coded picture needs at least a start code or a length prefix; shorter packets are placeholders
 # (e.g. the 1-byte "drop frame" chunks of some AVI files) that decode to no frame.
 MIN_PICTURE_BYTES = 4
+LEARN_TAIL = 0.25  # fraction of a file decoded past the last wanted frame to learn its display order
+
+
+class _OrderMismatch(Exception):
+    """A decoded frame the learned display order does not place: the read is redone by counting."""
 
 
 @dataclass
@@ -77,7 +83,10 @@ class PyAVReader(VideoReader):
     timestamp and the decoder skips the non-reference frames that are not wanted (`skip_frame`): no
     later frame depends on them, so the wanted ones come out the same, 30-60% cheaper on B-frame
     streams. Elsewhere the first decoded frame is placed by its timestamp and the following ones are
-    counted in decoder output order, every frame decoded. When a stream yields fewer frames than its
+    counted in decoder output order, every frame decoded, until reads that decoded every frame have
+    taught the file's display order (video/display_order.py; a read that ends within the last quarter
+    of the file decodes the rest to learn it): from then on frames are placed by it and skipped as
+    above. When a stream yields fewer frames than its
     index (a damaged tail), frames past the real end repeat the last one (as decord does) and
     `num_frames` is corrected.
     """
@@ -86,12 +95,15 @@ class PyAVReader(VideoReader):
                  allow_truncated: bool = False):
         super().__init__(path, short_side)
         self._container, self._stream = open_container(path)
-        self.header_frames = self._stream.frames  # what the container promises (0: not stated)
         try:
             self._index = scan_packets(self._container, self._stream, path, allow_truncated)
         except BaseException:
             self._container.close()
             raise
+        # the frames the container promises (0: not stated); its count includes the placeholder packets,
+        # which are no frames: a file is truncated only when frames are missing beyond those
+        placeholders = self._index.packets - len(self._index.timestamps)
+        self.header_frames = max(self._stream.frames - placeholders, 0)
         context = self._stream.codec_context
         context.thread_count = num_threads
         context.thread_type = "AUTO" if num_threads != 1 else "SLICE"
@@ -99,11 +111,19 @@ class PyAVReader(VideoReader):
         self.fps = self._frame_rate()
         self._height, self._width = output_size(context.height, context.width, short_side)
         # AVI stores no presentation times: FFmpeg guesses them, wrongly around B-frames
-        self._exact_pts = not (self._container.format.name == "avi" and context.has_b_frames)
+        exact_pts = not (self._container.format.name == "avi" and context.has_b_frames)
+        self._exact = exact_pts
+        self._key = None if exact_pts else file_key(path)
+        # where timestamps are guesses: the learned timestamp -> ordinal (None: frames are counted, and
+        # `_learning` collects what the counting shows)
+        self._order: Optional[Dict[int, int]] = None if exact_pts else known_order(self._key)
+        self._learning: Optional[Dict[int, int]] = {} if not self._placed_by_timestamp() else None
         self._wanted: frozenset = frozenset()  # ordinals the current get_frames call needs decoded
         self._last_wanted = -1
         self.frames_decoded = 0  # decoder output count, to check that seeking skips what it should
         self._to_rgb = VideoReformatter()  # reused: a fresh one per frame costs ~2 ms of set-up
+        # the scaler's threads too (its default, one per core, costs 2-8 ms a frame on a busy machine)
+        self._threads = num_threads
         self._frames: Optional[Iterator[Tuple[int, av.VideoFrame]]] = None
         self._last: Optional[Tuple[int, av.VideoFrame]] = None
 
@@ -123,7 +143,41 @@ class PyAVReader(VideoReader):
     def width(self) -> int:
         return self._width
 
+    def _placed_by_timestamp(self) -> bool:
+        return self._exact or self._order is not None
+
+    def _ordinal_of(self, pts: int) -> Optional[int]:
+        """The frame ordinal of a timestamp (exact, or learned: None for one the order does not know)."""
+        return bisect.bisect_left(self._index.timestamps, pts) if self._exact else self._order.get(pts)
+
     def _decode_sorted(self, indices: np.ndarray) -> np.ndarray:
+        try:
+            out = self._decode_targets(indices)
+        except _OrderMismatch:  # not seen on real files; a safe way back
+            forget_order(self._key)
+            self._order, self._learning, self._frames, self._last = None, None, None, None
+            self._stream.codec_context.skip_frame = "DEFAULT"
+            return self._decode_targets(indices)
+        if self._learning is not None:
+            self._learn_order()
+        return out
+
+    def _learn_order(self) -> None:
+        """When this reader placed every frame from the first to the current one and little is left, decode
+        the rest and keep the order: from then on frames are placed by timestamp."""
+        if self._last is None or len(self._learning) != self._last[0] + 1:
+            return  # frames before those decoded were never seen: decoding the rest would not complete it
+        if self.num_frames - 1 - self._last[0] <= LEARN_TAIL * self.num_frames:
+            try:
+                for self._last in self._frames:
+                    pass
+            except VideoDecodeError:
+                self._learning = None
+                return
+        if self._learning is not None and remember_order(self._key, self._learning, self.num_frames):
+            self._order, self._learning = known_order(self._key), None
+
+    def _decode_targets(self, indices: np.ndarray) -> np.ndarray:
         out = np.empty((len(indices), self._height, self._width, 3), dtype=np.uint8)
         targets = indices.tolist()
         self._wanted, self._last_wanted = frozenset(targets), targets[-1]
@@ -131,7 +185,7 @@ class PyAVReader(VideoReader):
             frame = self._advance_to(target)
             height, width = output_size(frame.height, frame.width, self.short_side)
             out[slot] = self._to_rgb.reformat(frame, format="rgb24", width=width, height=height,
-                                              interpolation="AREA").to_ndarray()
+                                              interpolation="AREA", threads=self._threads).to_ndarray()
         return out
 
     def _advance_to(self, target: int, retried: bool = False, force_seek: bool = False) -> av.VideoFrame:
@@ -143,7 +197,7 @@ class PyAVReader(VideoReader):
         for ordinal, frame in self._frames:
             self._last = (ordinal, frame)
             if ordinal >= target:
-                if ordinal > target and self._exact_pts and not retried:
+                if ordinal > target and self._placed_by_timestamp() and not retried:
                     # skipped while an earlier call, wanting later frames, read ahead: decode it again, wanted now
                     return self._advance_to(target, retried=True, force_seek=True)
                 return frame
@@ -177,30 +231,54 @@ class PyAVReader(VideoReader):
                 self._frames = itertools.chain([first], frames)
                 self._last = None
                 return
+            self._learning = None  # a frame placed from a landing that proved wrong: learn nothing
         raise self._fail(f"cannot seek to frame {target}: no decodable keyframe before it")
 
     def _decoded_frames(self, seek_ordinal: int) -> Iterator[Tuple[int, av.VideoFrame]]:
         """(ordinal, frame) from the current position; the first frame is placed by its timestamp."""
         ordinal = None
         context = self._stream.codec_context
+        placed = self._placed_by_timestamp()
+        packets = self._container.demux(self._stream)
         try:
-            for packet in self._container.demux(self._stream):
-                if self._exact_pts and packet.pts is not None:
-                    packet_ordinal = bisect.bisect_left(self._index.timestamps, packet.pts)
-                    # frames past the last wanted one are decoded: a next call may want them
-                    skip = packet_ordinal < self._last_wanted and packet_ordinal not in self._wanted
-                    context.skip_frame = "NONREF" if skip else "DEFAULT"
+            packet = next(packets, None)
+            while packet is not None:
+                following = next(packets, None)  # one packet ahead: see `_may_skip`
+                if placed:
+                    context.skip_frame = "NONREF" if self._may_skip(packet, following) else "DEFAULT"
                 for frame in packet.decode():
                     self.frames_decoded += 1
-                    if ordinal is not None and not (self._exact_pts and frame.pts is not None):
+                    if placed and frame.pts is not None:
+                        ordinal = self._ordinal_of(frame.pts)
+                        if ordinal is None:
+                            raise _OrderMismatch()
+                    elif ordinal is not None:
                         ordinal += 1
                     elif frame.pts is not None:
                         ordinal = bisect.bisect_left(self._index.timestamps, frame.pts)
                     else:
                         ordinal = seek_ordinal
+                    if self._learning is not None and not placed:
+                        if frame.pts is None or self._learning.setdefault(frame.pts, ordinal) != ordinal:
+                            self._learning = None  # these timestamps cannot teach the display order
                     yield ordinal, frame
+                packet = following
         except av.FFmpegError as exc:
             raise self._fail(f"decoding failed after frame {ordinal} ({first_line(exc)})") from exc
+
+    def _may_skip(self, packet: av.Packet, following: Optional[av.Packet]) -> bool:
+        """Whether the decoder may drop `packet`'s picture if no other depends on it (a non-reference one):
+        it is not wanted and comes before the last wanted frame (a next call may want those past it); in a
+        stream whose order was learned, also the packet after it is not wanted (in MPEG-4 part 2 AVI files
+        a not-coded picture repeats the one decoded before it, and a B-picture packed with the previous
+        P-picture is decoded with the next packet)."""
+        ordinal = self._ordinal_of(packet.pts) if packet.pts is not None else None
+        if ordinal is None or ordinal >= self._last_wanted or ordinal in self._wanted:
+            return False
+        if self._exact:
+            return True
+        return (following is not None and following.pts is not None
+                and self._ordinal_of(following.pts) not in self._wanted)
 
     def close(self) -> None:
         self._frames, self._last = None, None
