@@ -4,8 +4,9 @@ Loss = cross-entropy (label smoothing) + sum of the model's weighted auxiliary l
 An optimizer step spans `optim.accumulate` micro-batches. Checkpoints hold everything needed to
 continue bit-for-bit on CPU: the loader's clips depend only on (seed, epoch, index), opening a loader
 never touches the training RNG streams, and a resumed epoch's sampler starts after the samples it had
-consumed (nothing is decoded to be thrown away). A checkpoint written by another world size or batch
-size resumes at the same global sample position when that is a whole number of this run's batches.
+consumed (nothing is decoded to be thrown away). The global batch is kept when the number of ranks
+changes (engine/global_batch.py): a job that lost a node accumulates the missing ranks' micro-batches,
+and every forward's dropout is seeded by (seed, step, slot), so it takes the same optimizer steps.
 SIGTERM or SIGUSR1 (engine/preemption.py) stops every rank after the same step, with last.pt there.
 """
 from __future__ import annotations
@@ -26,8 +27,9 @@ from engine.checkpoint import (config_to_container, init_weights_from, load_chec
                                resolve_resume, rng_state, save_checkpoint, set_rng_state)
 from engine.config import ExperimentConfig, run_dir, save_config
 from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum, any_rank, barrier,
-                                broadcast_buffers, init_distributed, shutdown)
+                                broadcast_buffers, choose_threads, init_distributed, shutdown)
 from engine.evaluate import Evaluation, predict
+from engine.global_batch import Layout, resumed_layout, saved_position
 from engine.inputs import model_input
 from engine.logging import ProgressBar, ThroughputMeter, build_run_logger, tag_warnings
 from engine.metrics import WindowMeans, save_confusion_matrix
@@ -47,7 +49,8 @@ class Progress:
 
     step: int = 0  # optimizer steps done
     epoch: int = 0  # the sampler epoch in progress
-    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
+    sample_in_epoch: int = 0  # samples of `epoch` already consumed, all ranks
+    global_batch: int = 0  # samples per optimizer step, kept across world sizes
     best_top1: float = -1.0
     skipped_videos: int = 0  # undecodable videos replaced so far, all ranks
     truncated_videos: int = 0  # reads of truncated videos used with the frames they have, all ranks
@@ -59,6 +62,11 @@ def prepare_on_main(prepare_data: Optional[Callable[[], None]], ctx: DistContext
         if ctx.is_main:
             prepare_data()
         barrier(ctx)
+
+
+def slot_seed(seed: int, step: int, slot: int) -> int:
+    """The torch seed of one forward: slot `slot` of optimizer step `step`, whichever rank computes it."""
+    return int(np.random.SeedSequence([seed, step, slot]).generate_state(1)[0])
 
 
 def seed_everything(seed: int) -> None:
@@ -78,26 +86,35 @@ class Trainer:
         check_amp(trainer.amp, ctx.device)
         if trainer.sync_bn and ctx.distributed and ctx.device.type != "cuda":
             raise UserError("trainer.sync_bn=true needs CUDA (torch's SyncBatchNorm is GPU-only)")
-        if trainer.threads > 0:
-            torch.set_num_threads(trainer.threads)
+        threads, threads_line = choose_threads(trainer.threads, ctx)
+        torch.set_num_threads(threads)
+        if ctx.is_main:
+            print(threads_line, flush=True)
         if cfg.optim.accumulate < 1:
             raise UserError(f"optim.accumulate={cfg.optim.accumulate}: must be >= 1")
         self.run_dir = run_dir(cfg)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.config_dict = config_to_container(cfg)
+        resume_from = resolve_resume(trainer.resume, self.checkpoint_dir)
+        resume_state = load_checkpoint(resume_from) if resume_from is not None else None
+        self.layout = Layout(ctx.world_size, cfg.data.batch_size, cfg.optim.accumulate)
+        if resume_state is not None:
+            self.layout, notes = resumed_layout(self.layout, resume_state, resume_from)
+            for note in notes if ctx.is_main else []:
+                print(note, flush=True)
 
         prepare_on_main(prepare_data, ctx)
         self.train_set = VideoDataset(cfg.data.root, "train", cfg.data, train=True)
         self.val_set = VideoDataset(cfg.data.root, "val", cfg.data, train=False)
         self.labels = list(self.train_set.labels)
         loader_args = dict(rank=ctx.rank, world_size=ctx.world_size, seed=cfg.run.seed, device_type=ctx.device.type)
-        self.train_loader = build_loader(self.train_set, cfg.data, train=True, **loader_args)
+        self.train_loader = build_loader(self.train_set, cfg.data, train=True, accumulate=self.layout.accumulate,
+                                         **loader_args)
         self.val_loader = build_loader(self.val_set, cfg.data, train=False, **loader_args)
-        self.steps_per_epoch = len(self.train_loader) // cfg.optim.accumulate
+        self.steps_per_epoch = self.train_loader.sampler.steps()
         if self.steps_per_epoch == 0:
             raise UserError(f"{cfg.data.root}: {len(self.train_set)} training videos make no full step of "
-                            f"data.batch_size={cfg.data.batch_size} x {ctx.world_size} ranks x "
-                            f"optim.accumulate={cfg.optim.accumulate}")
+                            f"{self.layout.describe()} samples")
         self.total_steps = trainer.max_steps if trainer.max_steps > 0 else trainer.epochs * self.steps_per_epoch
 
         torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank and in every world size
@@ -106,11 +123,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
         self.scaler = grad_scaler(trainer.amp, ctx.device)
-        self.progress = Progress()
+        self.progress = Progress(global_batch=self.layout.global_batch)
         self.resume_rng: Dict[str, Any] | None = None
-        resume_from = resolve_resume(trainer.resume, self.checkpoint_dir)
-        if resume_from is not None:
-            self._restore(resume_from)
+        if resume_state is not None:
+            self._restore(resume_state, resume_from)
         self.forward_model = self._wrap(self.model)
         self.window = WindowMeans()
         self.meter = ThroughputMeter()
@@ -138,8 +154,7 @@ class Trainer:
         return torch.compile(model) if self.cfg.trainer.compile else model
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def _restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
+    def _restore(self, state: Dict[str, Any], path: Path) -> None:
         load_model_state(self.model, state, path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -149,8 +164,9 @@ class Trainer:
                             f"({str(exc).splitlines()[0]})") from exc
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(**state["progress"])
-        self._rebase_position(path, len(state["rng"]), state["config"]["data"]["batch_size"])
+        saved = {k: v for k, v in state["progress"].items() if k in Progress.__dataclass_fields__}
+        _, consumed = saved_position(state)
+        self.progress = Progress(**{**saved, "sample_in_epoch": consumed, "global_batch": self.layout.global_batch})
         if len(state["rng"]) == self.ctx.world_size:
             self.resume_rng = state["rng"][self.ctx.rank]
         elif self.ctx.is_main:
@@ -158,24 +174,6 @@ class Trainer:
                   "weights and optimizer continue, random streams start afresh")
         if self.ctx.is_main:
             print(f"resuming from {path} at step {self.progress.step} (epoch {self.progress.epoch})")
-
-    def _rebase_position(self, path: Path, world_size: int, batch_size: int) -> None:
-        """Re-express the position in the epoch for this run's world size and batch size: the same
-        global sample position, or a UserError naming both sizes when that is not a batch boundary."""
-        here = (self.ctx.world_size, self.cfg.data.batch_size)
-        if (world_size, batch_size) == here:
-            return
-        consumed = self.progress.batch_in_epoch * world_size * batch_size  # samples of this epoch, all ranks
-        global_batch = here[0] * here[1]
-        if consumed % global_batch:
-            raise UserError(f"checkpoint {path} was written by {world_size} ranks x data.batch_size={batch_size}, "
-                            f"this run has {here[0]} ranks x data.batch_size={here[1]}: the {consumed} samples "
-                            f"consumed in epoch {self.progress.epoch} are not a whole number of this run's "
-                            f"global batches of {global_batch}; resume with {world_size} ranks x {batch_size}")
-        self.progress.batch_in_epoch = consumed // global_batch
-        if self.ctx.is_main:
-            print(f"note: {path} was written by {world_size} ranks x batch {batch_size}, this run has {here[0]} x "
-                  f"{here[1]}: continuing at sample {consumed} of epoch {self.progress.epoch}")
 
     def _save(self, best: bool) -> None:
         """last.pt (and best.pt) with every rank's RNG state; collective, rank 0 writes."""
@@ -197,8 +195,9 @@ class Trainer:
         return training_loss(self.model, logits, labels, self.cfg.optim.label_smoothing)
 
     def _optimizer_step(self, batches) -> None:
-        accumulate = self.cfg.optim.accumulate
+        accumulate = self.layout.accumulate
         for micro in range(accumulate):
+            torch.manual_seed(slot_seed(self.cfg.run.seed, self.progress.step, micro * self.ctx.world_size + self.ctx.rank))
             started = time.perf_counter()
             batch = next(batches)
             self.meter.waited(time.perf_counter() - started, len(batch["label"]))
@@ -290,8 +289,7 @@ class Trainer:
         if self.resume_rng is not None:
             set_rng_state(self.resume_rng)
             self.resume_rng = None
-        start = self.progress.batch_in_epoch * self.cfg.data.batch_size
-        self.train_loader.sampler.set_epoch(self.progress.epoch, start)
+        self.train_loader.sampler.set_epoch(self.progress.epoch, self.progress.sample_in_epoch)
         saved = rng_state()
         batches = iter(self.train_loader)
         set_rng_state(saved)
@@ -324,10 +322,11 @@ class Trainer:
             while progress.step < self.total_steps and stopped is None:
                 batches = self._start_epoch()
                 self.meter.reset()
-                while progress.batch_in_epoch < self.steps_per_epoch * cfg.optim.accumulate:
+                epoch_samples = self.steps_per_epoch * self.layout.global_batch
+                while progress.sample_in_epoch < epoch_samples:
                     self._optimizer_step(batches)
                     progress.step += 1
-                    progress.batch_in_epoch += cfg.optim.accumulate
+                    progress.sample_in_epoch += self.layout.global_batch
                     self.bar.update(1)
                     if progress.step % cfg.trainer.log_every == 0:
                         self._log_window()
@@ -343,10 +342,10 @@ class Trainer:
                 if stopped is not None:
                     break
                 finished = progress.step >= self.total_steps
-                if progress.batch_in_epoch >= self.steps_per_epoch * cfg.optim.accumulate:
+                if progress.sample_in_epoch >= epoch_samples:
                     progress.epoch += 1
-                    progress.batch_in_epoch = 0
-                due = finished or (progress.batch_in_epoch == 0 and progress.epoch % cfg.trainer.eval_every == 0)
+                    progress.sample_in_epoch = 0
+                due = finished or (progress.sample_in_epoch == 0 and progress.epoch % cfg.trainer.eval_every == 0)
                 last = self._end_of_period(evaluate=due)
         finally:
             self.bar.close()
