@@ -8,6 +8,7 @@ whole nodes) and by the reliability tests.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,11 +35,11 @@ def train_command(overrides: Sequence[str], ranks: int = 1, max_restarts: int = 
             "--max-restarts", str(max_restarts), "run.py", "train", *overrides]
 
 
-def launch(command: Sequence[str], log: Path, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+def launch(command: Sequence[str], log: Path, env: Optional[Dict[str, str]] = None, stdin=None) -> subprocess.Popen:
     """Start `command` in the project root, stdout and stderr into `log` (appended), with `env` added."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     with open(log, "a") as handle:
-        return subprocess.Popen(list(command), cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(list(command), cwd=ROOT, env=env, stdin=stdin, stdout=handle, stderr=subprocess.STDOUT)
 
 
 # Quick failure detection for simulated nodes: a node is gone after 3 missed heartbeats 1 s apart, and a
@@ -56,11 +57,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# torchrun, loaded and then waiting for a line on stdin: a node whose start is timed to the moment
+HELD_TORCHRUN = "import sys, torch.distributed.run as run; sys.stdin.readline(); run.main()"
+
+
 def node_command(overrides: Sequence[str], nnodes: str, port: int, job: str, hosts_store: bool,
-                 cores: Sequence[int], max_restarts: int = 3) -> List[str]:
+                 cores: Sequence[int], max_restarts: int = 3, held: bool = False) -> List[str]:
     """One node's `torchrun --nnodes NNODES --nproc_per_node 1` with a c10d rendezvous on 127.0.0.1:port,
-    pinned to `cores` (its share of the host); `hosts_store`: this node hosts the rendezvous store."""
-    return ["taskset", "-c", ",".join(map(str, cores)), sys.executable, "-m", "torch.distributed.run",
+    pinned to `cores` (its share of the host); `hosts_store`: this node hosts the rendezvous store;
+    `held`: it starts when a line arrives on its stdin."""
+    runner = ["-c", HELD_TORCHRUN] if held else ["-m", "torch.distributed.run"]
+    return ["taskset", "-c", ",".join(map(str, cores)), sys.executable, *runner,
             "--nnodes", nnodes, "--nproc_per_node", "1", "--rdzv_backend", "c10d",
             "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", job,
             "--rdzv_conf", f"is_host={int(hosts_store)},{RDZV_CONF}", "--max-restarts", str(max_restarts),
@@ -92,13 +99,17 @@ def descendants(pid: int) -> List[int]:
     return found
 
 
-def kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL `proc` and every process under it (a lost node: its agent, ranks, loader workers)."""
+def kill_tree(proc: subprocess.Popen, dump_stacks: bool = False) -> None:
+    """SIGKILL `proc` and every process under it (a lost node: its agent, ranks, loader workers); with
+    `dump_stacks`, SIGABRT the processes under it first, so their Python stacks reach the log."""
+    if dump_stacks:
+        for pid in descendants(proc.pid)[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGABRT)
+        time.sleep(2)
     for pid in descendants(proc.pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait()
 
 
@@ -277,12 +288,19 @@ class Nodes:
     def log(self, node: int) -> Path:
         return self.run_dir.with_name(f"{self.run_dir.name}.node{node}.log")
 
-    def start(self, node: int) -> subprocess.Popen:
-        """Start (or start again, as a scheduler would) node `node`'s torchrun agent."""
-        command = node_command(self.overrides, self.nnodes, self.port, self.run_dir.name, node == 0, self.cores[node])
-        self.procs[node] = launch(command, self.log(node), self.env)
+    def start(self, node: int, held: bool = False) -> subprocess.Popen:
+        """Start (or start again, as a scheduler would) node `node`'s torchrun agent; `held`: loaded,
+        waiting for `release(node)`."""
+        command = node_command(self.overrides, self.nnodes, self.port, self.run_dir.name, node == 0, self.cores[node],
+                               held=held)
+        self.procs[node] = launch(command, self.log(node), self.env, stdin=subprocess.PIPE if held else None)
         self.started.append(self.procs[node])
         return self.procs[node]
+
+    def release(self, node: int) -> None:
+        """Let a held node's agent go on to the rendezvous."""
+        self.procs[node].stdin.write(b"go\n")
+        self.procs[node].stdin.close()
 
     def kill(self, node: int) -> None:
         """Lose node `node`: SIGKILL its agent and everything under it."""
@@ -299,9 +317,10 @@ class Nodes:
         return self
 
     def __exit__(self, *exc) -> None:
+        """Kill what is still running (a job that hung leaves its ranks' stacks in the logs)."""
         for proc in self.started:
             if proc.poll() is None:
-                kill_tree(proc)
+                kill_tree(proc, dump_stacks=True)
 
 
 def _node_trial(nodes: Nodes, step: int, exit_code: int, reference: Path, started: float, tolerance: float,
@@ -315,7 +334,7 @@ def shrink_trial(overrides: Sequence[str], run_dir: Path, step: int, reference: 
                  timeout: float = 300.0) -> Trial:
     """A `--nnodes 1:2` job loses node 1 (its agent and rank, SIGKILL) after `step` is logged: node 0
     goes on alone from last.pt, accumulating the lost rank's micro-batches. With `rejoin`, node 1 is
-    started again once node 0 has logged a step alone, and the job grows back to two ranks. The weights
+    started again as soon as node 0 has resumed alone, and the job grows back to two ranks. The weights
     are compared with `reference` (an uninterrupted 2-rank run) without BN running statistics."""
     started = time.monotonic()
     with Nodes(overrides, run_dir, "1:2", REJOIN_ENV if rejoin else None) as nodes:
@@ -324,9 +343,9 @@ def shrink_trial(overrides: Sequence[str], run_dir: Path, step: int, reference: 
         wait_for_step(run_dir, step, nodes.procs[0])
         nodes.kill(1)
         if rejoin:
+            nodes.start(1, held=True)  # loading torch takes longer than the survivor's remaining steps
             wait_for_line(nodes.log(0), "1 ranks x data.batch_size", nodes.procs[0])
-            wait_for_step(run_dir, max(logged_steps(run_dir)) + 1, nodes.procs[0])
-            nodes.start(1)
+            nodes.release(1)
         code = nodes.wait(timeout)
     return _node_trial(nodes, step, code, reference, started, SHRINK_TOLERANCE, buffers=False)
 

@@ -318,6 +318,8 @@ class Trainer:
         last: Dict[str, Any] = {}
         stopped: str | None = None
         self.forward_model.train()
+        if cfg.trainer.resume == "auto" and progress.step == 0:
+            self._save(best=False)  # a restart before the first checkpoint keeps this run's global batch
         try:
             while progress.step < self.total_steps and stopped is None:
                 batches = self._start_epoch()

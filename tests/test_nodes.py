@@ -2,6 +2,7 @@
 of the cores), against real SIGKILLs of whole nodes: the same weights as one node with two ranks, a
 job that loses a node going on with the survivor at the same global batch, a node coming back, and a
 job whose nodes all died started again."""
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 
 DEMO = CONFIG_DIR / "experiments" / "demo.yaml"
-STEPS = 10
+STEPS = 12
 pytestmark = pytest.mark.slow
 
 
@@ -27,11 +28,11 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def overrides(root: Path, steps: int = STEPS) -> list:
+def overrides(root: Path) -> list:
     """The demo recipe, tiny; dropout stays on (each forward's mask follows its slot, not its rank) and
     the intra-op threads are left to the launch-invariant rule."""
     return ["--config", str(DEMO), f"data.root={root}", "data.batch_size=1", "data.num_workers=1",
-            f"trainer.max_steps={steps}", "trainer.log_every=1", "trainer.checkpoint_every=2",
+            f"trainer.max_steps={STEPS}", "trainer.log_every=1", "trainer.checkpoint_every=2",
             "trainer.eval_every=100", "trainer.progress_bar=false", "logger.wandb.mode=disabled"]
 
 
@@ -82,3 +83,17 @@ def test_a_requeued_job_whose_nodes_all_died_ends_with_the_uninterrupted_weights
     trial = requeue_trial(overrides(data), tmp_path / "run", 3, standalone)
     assert trial.exit_code == 0, (tmp_path / "run.node0.log").read_text()[-3000:]
     assert trial.weight_gap == 0.0 and trial.duplicated_steps == 0
+
+
+def test_a_lost_node_that_comes_back_rejoins_the_running_job(data, standalone, tmp_path):
+    """(d) as (b), with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, and node 1 started again as soon as node 0
+    has resumed alone: node 0's agent stops its rank for the new member (SIGTERM: last.pt at the step
+    in flight), and the two ranks go on from that global position, ending as (b) does."""
+    trial = shrink_trial(overrides(data), tmp_path / "run", 3, standalone, rejoin=True)
+    logs = "".join((tmp_path / f"run.node{node}.log").read_text() for node in (0, 1))
+    assert trial.exit_code == 0, logs[-3000:]
+    resumed = [int(step) for step in re.findall(r"resuming from .* at step (\d+)", logs)]  # alone, then both
+    stopped = [int(step) for step in re.findall(r"stopped by SIGTERM after step (\d+)", logs)]
+    assert len(resumed) == 2 and resumed[0] < stopped[0] == resumed[1] < STEPS, logs[-3000:]
+    assert "1 ranks x data.batch_size=1 x 2 micro-batches" in logs and "this run has 2 x 1: continuing at" in logs
+    assert trial.weight_gap <= SHRINK_TOLERANCE and trial.duplicated_steps == 0
