@@ -40,7 +40,7 @@ from engine.step import optimizer_update, place_model, training_loss
 from errors import UserError
 from models.build import build_model
 from video.dataset import VideoDataset
-from video.loader import build_loader, stop_workers
+from video.loader import build_loader, stop_workers, worker_rss_mib
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Progress:
     global_batch: int = 0  # samples per optimizer step, kept across world sizes
     best_top1: float = -1.0
     skipped_videos: int = 0  # undecodable videos replaced so far, all ranks
+    worker_restarts: int = 0  # times this rank's loader workers passed data.worker_max_rss and were restarted
     truncated_videos: int = 0  # reads of truncated videos used with the frames they have, all ranks
 
 
@@ -295,6 +296,20 @@ class Trainer:
         set_rng_state(saved)
         return batches
 
+    def _workers_over_limit(self, batches) -> bool:
+        """Whether a loader worker holds more than data.worker_max_rss MiB (said in one line and counted);
+        the workers are then restarted at the sample position reached, which loses and repeats nothing
+        because a clip depends only on its key."""
+        limit = self.cfg.data.worker_max_rss
+        largest = max(worker_rss_mib(batches), default=0.0) if limit > 0 else 0.0
+        if largest <= limit:
+            return False
+        self.progress.worker_restarts += 1
+        line = (f"rank {self.ctx.rank}: loader workers restarted after step {self.progress.step}: one held "
+                f"{largest:.0f} MiB > data.worker_max_rss={limit:g}")
+        self.bar.write(line) if self.ctx.is_main else print(line, flush=True)
+        return True
+
     def _stop_agreed(self) -> bool:
         """Whether any rank has received a stop signal (a collective: every rank gets the same answer)."""
         return any_rank(self.stop.received is not None, self.ctx)
@@ -340,6 +355,9 @@ class Trainer:
                     if cfg.trainer.checkpoint_every and progress.step % cfg.trainer.checkpoint_every == 0:
                         self._collect_failed()
                         self._save(best=False)
+                    if self._workers_over_limit(batches):
+                        stop_workers(self.train_loader, batches)
+                        batches = self._start_epoch()
                 del batches
                 if stopped is not None:
                     break

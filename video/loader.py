@@ -8,6 +8,7 @@ every index exactly once across ranks, no padding duplicates (shards may differ 
 Workers decode with the configured decoder threads, run single-threaded torch ops, and seed their
 global RNGs per worker; the dataset's own randomness comes from the sampler's keys. Workers ignore the
 scheduler's stop signals (SIGTERM, SIGUSR1): the main process finishes its step and stops them.
+`worker_rss_mib` reads the workers' resident memory, for restarting them at `data.worker_max_rss`.
 """
 from __future__ import annotations
 
@@ -120,6 +121,9 @@ def build_loader(dataset: Dataset, cfg: DataConfig, train: bool, rank: int = 0, 
     if cfg.batch_size < 1 or cfg.num_workers < 0:
         raise UserError(f"data.batch_size={cfg.batch_size} must be >= 1 and data.num_workers="
                         f"{cfg.num_workers} >= 0")
+    if cfg.worker_max_rss < 0 or (cfg.worker_max_rss > 0 and cfg.num_workers == 0):
+        raise UserError(f"data.worker_max_rss={cfg.worker_max_rss:g} limits each loader worker process: it must be "
+                        f">= 0, and > 0 needs data.num_workers >= 1 (data.num_workers={cfg.num_workers})")
     if train:
         sampler = TrainSampler(len(dataset), rank, world_size, seed, cfg.batch_size, accumulate)
     else:
@@ -134,11 +138,26 @@ def build_loader(dataset: Dataset, cfg: DataConfig, train: bool, rank: int = 0, 
     )
 
 
-def stop_workers(loader: DataLoader) -> None:
-    """Shut down the persistent worker processes of `loader` now. Normally that happens when the loader
-    is garbage collected; after an exception its traceback keeps the loader alive until interpreter exit,
-    where multiprocessing would wait forever for workers that ignore SIGTERM."""
+def worker_rss_mib(batches: Iterator) -> List[float]:
+    """Resident memory (MiB, from Linux /proc) of each worker process of a DataLoader iterator; empty
+    without workers or without /proc."""
+    sizes = []
+    for worker in getattr(batches, "_workers", []):
+        try:
+            with open(f"/proc/{worker.pid}/status") as status:
+                sizes += [int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:")]
+        except (OSError, ValueError):
+            continue  # the worker ended while we looked
+    return sizes
+
+
+def stop_workers(loader: DataLoader, batches: Iterator | None = None) -> None:
+    """Shut down the worker processes of `loader` (its persistent ones) and of the iterator `batches`
+    now. Normally that happens when they are garbage collected; after an exception a traceback keeps the
+    loader alive until interpreter exit, where multiprocessing would wait forever for workers that
+    ignore SIGTERM."""
     iterator = getattr(loader, "_iterator", None)  # torch keeps the persistent workers' iterator here
-    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-        iterator._shutdown_workers()
+    for each in (iterator, batches):
+        if each is not None and hasattr(each, "_shutdown_workers"):
+            each._shutdown_workers()
     loader._iterator = None
