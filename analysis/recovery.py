@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,9 +43,10 @@ def launch(command: Sequence[str], log: Path, env: Optional[Dict[str, str]] = No
         return subprocess.Popen(list(command), cwd=ROOT, env=env, stdin=stdin, stdout=handle, stderr=subprocess.STDOUT)
 
 
-# Quick failure detection for simulated nodes: a node is gone after 3 missed heartbeats 1 s apart, and a
-# rendezvous that has its minimum of nodes waits 3 s more for the others.
-RDZV_CONF = "join_timeout=300,last_call_timeout=3,keep_alive_interval=1,keep_alive_max_attempt=3"
+# Quicker failure detection for simulated nodes: a node is gone after 5 missed heartbeats 2 s apart, and a
+# rendezvous that has its minimum of nodes waits 3 s more for the others. (With 3 x 1 s, a node waiting
+# to rejoin was at times taken for dead between its heartbeats and never admitted.)
+RDZV_CONF = "join_timeout=300,last_call_timeout=3,keep_alive_interval=2,keep_alive_max_attempt=5"
 # torchrun's agents share their rendezvous store with the workers unless this is set; a node that comes
 # back to a running job needs it off (docs/distributed.md).
 REJOIN_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
@@ -202,10 +204,12 @@ class Trial:
     duplicated_steps: int
     seconds: float
     tolerance: float = 1e-6  # the largest weight gap that counts as recovered
+    rejoined: Optional[bool] = None  # rejoin trials: whether the node that came back trained with the survivor
 
     @property
     def recovered(self) -> bool:
-        return self.exit_code == 0 and self.weight_gap <= self.tolerance and self.duplicated_steps == 0
+        return (self.exit_code == 0 and self.weight_gap <= self.tolerance and self.duplicated_steps == 0
+                and self.rejoined is not False)
 
 
 def duplicated_steps(run_dir: Path) -> int:
@@ -324,10 +328,19 @@ class Nodes:
 
 
 def _node_trial(nodes: Nodes, step: int, exit_code: int, reference: Path, started: float, tolerance: float,
-                buffers: bool) -> Trial:
+                buffers: bool, rejoined: Optional[bool] = None) -> Trial:
     last = nodes.run_dir / "checkpoints" / "last.pt"
     gap = weight_gap(last, reference, buffers=buffers) if exit_code == 0 and last.is_file() else float("inf")
-    return Trial(step, 1, exit_code, gap, duplicated_steps(nodes.run_dir), time.monotonic() - started, tolerance)
+    return Trial(step, 1, exit_code, gap, duplicated_steps(nodes.run_dir), time.monotonic() - started, tolerance,
+                 rejoined)
+
+
+def rejoined_mid_run(logs: str) -> bool:
+    """Whether the survivor was stopped for a returning node (SIGTERM, last.pt at that step) and the two
+    ranks went on from that step, before the last one."""
+    stopped = re.findall(r"stopped by SIGTERM after step (\d+)", logs)
+    resumed = re.findall(r"this run has 2 x \d+: continuing at .*\n(?:.*\n)?resuming from .* at step (\d+)", logs)
+    return bool(stopped) and stopped[-1] in resumed
 
 
 def shrink_trial(overrides: Sequence[str], run_dir: Path, step: int, reference: Path, rejoin: bool = False,
@@ -347,7 +360,8 @@ def shrink_trial(overrides: Sequence[str], run_dir: Path, step: int, reference: 
             wait_for_line(nodes.log(0), "1 ranks x data.batch_size", nodes.procs[0])
             nodes.release(1)
         code = nodes.wait(timeout)
-    return _node_trial(nodes, step, code, reference, started, SHRINK_TOLERANCE, buffers=False)
+    rejoined = rejoined_mid_run("".join(nodes.log(i).read_text(errors="replace") for i in (0, 1))) if rejoin else None
+    return _node_trial(nodes, step, code, reference, started, SHRINK_TOLERANCE, buffers=False, rejoined=rejoined)
 
 
 def requeue_trial(overrides: Sequence[str], run_dir: Path, step: int, reference: Path,

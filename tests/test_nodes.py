@@ -2,20 +2,18 @@
 of the cores), against real SIGKILLs of whole nodes: the same weights as one node with two ranks, a
 job that loses a node going on with the survivor at the same global batch, a node coming back, and a
 job whose nodes all died started again."""
-import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from analysis.recovery import (SHRINK_TOLERANCE, Nodes, launch, requeue_trial, shrink_trial, train_command,
-                               weight_gap)
+from analysis.recovery import SHRINK_TOLERANCE, Nodes, launch, requeue_trial, shrink_trial, train_command
 from commands.config import CONFIG_DIR, load_config
 from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 
 DEMO = CONFIG_DIR / "experiments" / "demo.yaml"
-STEPS = 12
+STEPS = 24
 pytestmark = pytest.mark.slow
 
 
@@ -92,8 +90,5 @@ def test_a_lost_node_that_comes_back_rejoins_the_running_job(data, standalone, t
     trial = shrink_trial(overrides(data), tmp_path / "run", 3, standalone, rejoin=True)
     logs = "".join((tmp_path / f"run.node{node}.log").read_text() for node in (0, 1))
     assert trial.exit_code == 0, logs[-3000:]
-    resumed = [int(step) for step in re.findall(r"resuming from .* at step (\d+)", logs)]  # alone, then both
-    stopped = [int(step) for step in re.findall(r"stopped by SIGTERM after step (\d+)", logs)]
-    assert len(resumed) == 2 and resumed[0] < stopped[0] == resumed[1] < STEPS, logs[-3000:]
-    assert "1 ranks x data.batch_size=1 x 2 micro-batches" in logs and "this run has 2 x 1: continuing at" in logs
+    assert "1 ranks x data.batch_size=1 x 2 micro-batches" in logs and trial.rejoined, logs[-3000:]
     assert trial.weight_gap <= SHRINK_TOLERANCE and trial.duplicated_steps == 0
