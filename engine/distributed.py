@@ -8,15 +8,20 @@ for every restart of its workers (`--max-restarts`). The keys a process group le
 gloo address) outlive a failed attempt, so a restarted rank could read its peer's address from the dead
 attempt and fail in gloo's connectFullMesh ("Connection refused"). Each attempt therefore meets under
 its own key prefix.
+
+Intra-op threads (`choose_threads`) follow one rule for every launch, so that `--standalone` and
+several agents give the same float order: the cores this process may use, shared among the job's ranks
+on the same host whose cores overlap with them.
 """
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -90,6 +95,23 @@ def init_distributed(device: str = "auto") -> DistContext:
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, device_id=device_id,
                                 store=attempt_store(world_size), timeout=PROCESS_GROUP_TIMEOUT)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen)
+
+
+def choose_threads(requested: int, ctx: DistContext) -> Tuple[int, str]:
+    """Intra-op threads for this rank and the one line that says why (a collective): `requested` when
+    > 0 (`trainer.threads`), else this process's usable cores divided by the ranks on this host whose
+    usable cores overlap with them. torchrun's OMP_NUM_THREADS (1 only when nproc_per_node > 1) is
+    ignored: it would make two nodes compute differently from one node with the same ranks."""
+    cores = frozenset(os.sched_getaffinity(0))
+    places = all_gather_objects((socket.gethostname(), cores), ctx)
+    sharing = sum(host == places[ctx.rank][0] and bool(used & cores) for host, used in places)
+    threads = requested if requested > 0 else max(1, len(cores) // sharing)
+    chosen = sorted(set(all_gather_objects(threads, ctx)))
+    counts = "/".join(str(count) for count in chosen)
+    if requested > 0:
+        return threads, f"intra-op threads: {counts} per rank (trainer.threads)"
+    return threads, (f"intra-op threads: {counts} per rank (usable cores / ranks sharing them on a host: "
+                     f"{len(cores)}/{sharing} on rank {ctx.rank}; trainer.threads=N pins it)")
 
 
 def shutdown(ctx: DistContext) -> None:

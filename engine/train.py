@@ -4,8 +4,9 @@ Loss = cross-entropy (label smoothing) + sum of the model's weighted auxiliary l
 An optimizer step spans `optim.accumulate` micro-batches. Checkpoints hold everything needed to
 continue bit-for-bit on CPU: the loader's clips depend only on (seed, epoch, index), opening a loader
 never touches the training RNG streams, and a resumed epoch's sampler starts after the samples it had
-consumed (nothing is decoded to be thrown away). A checkpoint written by another world size or batch
-size resumes at the same global sample position when that is a whole number of this run's batches.
+consumed (nothing is decoded to be thrown away). The global batch is kept when the number of ranks
+changes (engine/global_batch.py): a job that lost a node accumulates the missing ranks' micro-batches,
+and every forward's dropout is seeded by (seed, step, slot), so it takes the same optimizer steps.
 SIGTERM or SIGUSR1 (engine/preemption.py) stops every rank after the same step, with last.pt there.
 """
 from __future__ import annotations
@@ -26,8 +27,9 @@ from engine.checkpoint import (config_to_container, init_weights_from, load_chec
                                resolve_resume, rng_state, save_checkpoint, set_rng_state)
 from engine.config import ExperimentConfig, run_dir, save_config
 from engine.distributed import (DistContext, all_gather_objects, all_reduce_sum, any_rank, barrier,
-                                broadcast_buffers, init_distributed, shutdown, tag_warnings)
+                                broadcast_buffers, choose_threads, init_distributed, shutdown, tag_warnings)
 from engine.evaluate import Evaluation, evaluate
+from engine.global_batch import Layout, resumed_layout, saved_position
 from engine.inputs import model_input
 from engine.metrics import ThroughputMeter, WindowMeans, save_confusion_matrix
 from engine.run_log import ProgressBar, build_run_logger
@@ -39,7 +41,7 @@ from errors import UserError
 from models.build import build_model
 from video.config import fixed_batch_size
 from video.formats import check_resume, describe_source, open_split, set_epoch
-from video.loader import build_loader, stop_workers
+from video.loader import TrainSampler, build_loader, stop_workers, worker_rss_mib
 
 
 # (device, classes) -> (batch, the line that says why); batch 0: not one clip fits, the line says so
@@ -52,9 +54,11 @@ class Progress:
 
     step: int = 0  # optimizer steps done
     epoch: int = 0  # the sampler epoch in progress
-    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
+    sample_in_epoch: int = 0  # samples of `epoch` already consumed, all ranks
+    global_batch: int = 0  # samples per optimizer step, kept across world sizes
     best_top1: float = -1.0
     skipped_videos: int = 0  # undecodable videos replaced so far, all ranks
+    worker_restarts: int = 0  # times this rank's loader workers passed data.worker_max_rss and were restarted
     truncated_videos: int = 0  # reads of truncated videos used with the frames they have, all ranks
 
 
@@ -82,6 +86,11 @@ def resolve_batch_size(cfg: ExperimentConfig, ctx: DistContext, num_classes: int
     cfg.data.batch_size = batch
 
 
+def slot_seed(seed: int, step: int, slot: int) -> int:
+    """The torch seed of one forward: slot `slot` of optimizer step `step`, whichever rank computes it."""
+    return int(np.random.SeedSequence([seed, step, slot]).generate_state(1)[0])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -99,12 +108,16 @@ class Trainer:
         check_amp(trainer.amp, ctx.device)
         if trainer.sync_bn and ctx.distributed and ctx.device.type != "cuda":
             raise UserError("trainer.sync_bn=true needs CUDA (torch's SyncBatchNorm is GPU-only)")
-        if trainer.threads > 0:
-            torch.set_num_threads(trainer.threads)
+        threads, threads_line = choose_threads(trainer.threads, ctx)
+        torch.set_num_threads(threads)
+        if ctx.is_main:
+            print(threads_line, flush=True)
         if cfg.optim.accumulate < 1:
             raise UserError(f"optim.accumulate={cfg.optim.accumulate}: must be >= 1")
         self.run_dir = run_dir(cfg)
         self.checkpoint_dir = self.run_dir / "checkpoints"
+        resume_from = resolve_resume(trainer.resume, self.checkpoint_dir)
+        resume_state = load_checkpoint(resume_from) if resume_from is not None else None
 
         prepare_on_main(prepare_data, ctx)
         split_args = dict(rank=ctx.rank, world_size=ctx.world_size, seed=cfg.run.seed)
@@ -113,15 +126,21 @@ class Trainer:
         self.labels = list(self.train_set.labels)
         resolve_batch_size(cfg, ctx, cfg.model.num_classes or len(self.labels), choose_batch)
         self.config_dict = config_to_container(cfg)  # with the batch chosen: checkpoints and config.yaml agree
+        self.layout = Layout(ctx.world_size, cfg.data.batch_size, cfg.optim.accumulate)
+        if resume_state is not None:
+            self.layout, notes = resumed_layout(self.layout, resume_state, resume_from)
+            for note in notes if ctx.is_main else []:
+                print(note, flush=True)
         loader_args = dict(**split_args, device_type=ctx.device.type)
-        self.train_loader = build_loader(self.train_set, cfg.data, train=True, **loader_args)
+        self.train_loader = build_loader(self.train_set, cfg.data, train=True, accumulate=self.layout.accumulate,
+                                         **loader_args)
         self.val_loader = build_loader(self.val_set, cfg.data, train=False, **loader_args)
-        self.steps_per_epoch = len(self.train_loader) // cfg.optim.accumulate
+        sampler = self.train_loader.sampler
+        self.steps_per_epoch = sampler.steps() if isinstance(sampler, TrainSampler) else \
+            len(self.train_loader) // self.layout.accumulate
         if self.steps_per_epoch == 0:
-            source = describe_source(cfg.data, "train")
-            raise UserError(f"{source}: {len(self.train_set)} training videos make no full step of "
-                            f"data.batch_size={cfg.data.batch_size} x {ctx.world_size} ranks x "
-                            f"optim.accumulate={cfg.optim.accumulate}")
+            raise UserError(f"{describe_source(cfg.data, 'train')}: {len(self.train_set)} training videos make no "
+                            f"full step of {self.layout.describe()} samples")
         self.total_steps = trainer.max_steps if trainer.max_steps > 0 else trainer.epochs * self.steps_per_epoch
 
         torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank and in every world size
@@ -130,11 +149,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
         self.scaler = grad_scaler(trainer.amp, ctx.device)
-        self.progress = Progress()
+        self.progress = Progress(global_batch=self.layout.global_batch)
         self.resume_rng: Dict[str, Any] | None = None
-        resume_from = resolve_resume(trainer.resume, self.checkpoint_dir)
-        if resume_from is not None:
-            self._restore(resume_from)
+        if resume_state is not None:
+            self._restore(resume_state, resume_from)
         self.forward_model = self._wrap(self.model)
         self.window = WindowMeans()
         self.meter = ThroughputMeter()
@@ -162,8 +180,7 @@ class Trainer:
         return torch.compile(model) if self.cfg.trainer.compile else model
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def _restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
+    def _restore(self, state: Dict[str, Any], path: Path) -> None:
         load_model_state(self.model, state, path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -173,10 +190,11 @@ class Trainer:
                             f"({str(exc).splitlines()[0]})") from exc
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(**state["progress"])
+        saved = {k: v for k, v in state["progress"].items() if k in Progress.__dataclass_fields__}
+        _, consumed = saved_position(state)
+        self.progress = Progress(**{**saved, "sample_in_epoch": consumed, "global_batch": self.layout.global_batch})
         check_resume(self.cfg.data, state["config"]["data"], len(state["rng"]), self.ctx.world_size,
-                     self.progress.batch_in_epoch, path)
-        self._rebase_position(path, len(state["rng"]), state["config"]["data"]["batch_size"])
+                     self.progress.sample_in_epoch, path)
         if len(state["rng"]) == self.ctx.world_size:
             self.resume_rng = state["rng"][self.ctx.rank]
         elif self.ctx.is_main:
@@ -184,24 +202,6 @@ class Trainer:
                   "weights and optimizer continue, random streams start afresh")
         if self.ctx.is_main:
             print(f"resuming from {path} at step {self.progress.step} (epoch {self.progress.epoch})")
-
-    def _rebase_position(self, path: Path, world_size: int, batch_size: int) -> None:
-        """Re-express the position in the epoch for this run's world size and batch size: the same
-        global sample position, or a UserError naming both sizes when that is not a batch boundary."""
-        here = (self.ctx.world_size, self.cfg.data.batch_size)
-        if (world_size, batch_size) == here:
-            return
-        consumed = self.progress.batch_in_epoch * world_size * batch_size  # samples of this epoch, all ranks
-        global_batch = here[0] * here[1]
-        if consumed % global_batch:
-            raise UserError(f"checkpoint {path} was written by {world_size} ranks x data.batch_size={batch_size}, "
-                            f"this run has {here[0]} ranks x data.batch_size={here[1]}: the {consumed} samples "
-                            f"consumed in epoch {self.progress.epoch} are not a whole number of this run's "
-                            f"global batches of {global_batch}; resume with {world_size} ranks x {batch_size}")
-        self.progress.batch_in_epoch = consumed // global_batch
-        if self.ctx.is_main:
-            print(f"note: {path} was written by {world_size} ranks x batch {batch_size}, this run has {here[0]} x "
-                  f"{here[1]}: continuing at sample {consumed} of epoch {self.progress.epoch}")
 
     def _save(self, best: bool) -> None:
         """last.pt (and best.pt) with every rank's RNG state; collective, rank 0 writes."""
@@ -223,8 +223,9 @@ class Trainer:
         return training_loss(self.model, logits, labels, self.cfg.optim.label_smoothing)
 
     def _optimizer_step(self, batches) -> None:
-        accumulate = self.cfg.optim.accumulate
+        accumulate = self.layout.accumulate
         for micro in range(accumulate):
+            torch.manual_seed(slot_seed(self.cfg.run.seed, self.progress.step, micro * self.ctx.world_size + self.ctx.rank))
             started = time.perf_counter()
             batch = next(batches)
             self.meter.waited(time.perf_counter() - started, len(batch["label"]))
@@ -316,12 +317,28 @@ class Trainer:
         if self.resume_rng is not None:
             set_rng_state(self.resume_rng)
             self.resume_rng = None
-        start = self.progress.batch_in_epoch * self.cfg.data.batch_size
-        set_epoch(self.train_loader, self.progress.epoch, start)
+        # the folder sampler counts samples over all ranks; a shard stream counts this rank's
+        start = self.progress.sample_in_epoch
+        set_epoch(self.train_loader, self.progress.epoch,
+                  start if isinstance(self.train_loader.sampler, TrainSampler) else start // self.ctx.world_size)
         saved = rng_state()
         batches = iter(self.train_loader)
         set_rng_state(saved)
         return batches
+
+    def _workers_over_limit(self, batches) -> bool:
+        """Whether a loader worker holds more than data.worker_max_rss MiB (said in one line and counted);
+        the workers are then restarted at the sample position reached, which loses and repeats nothing
+        because a clip depends only on its key."""
+        limit = self.cfg.data.worker_max_rss
+        largest = max(worker_rss_mib(batches), default=0.0) if limit > 0 else 0.0
+        if largest <= limit:
+            return False
+        self.progress.worker_restarts += 1
+        line = (f"rank {self.ctx.rank}: loader workers restarted after step {self.progress.step}: one held "
+                f"{largest:.0f} MiB > data.worker_max_rss={limit:g}")
+        self.bar.write(line) if self.ctx.is_main else print(line, flush=True)
+        return True
 
     def _stop_agreed(self) -> bool:
         """Whether any rank has received a stop signal (a collective: every rank gets the same answer)."""
@@ -346,14 +363,17 @@ class Trainer:
         last: Dict[str, Any] = {}
         stopped: str | None = None
         self.forward_model.train()
+        if cfg.trainer.resume == "auto" and progress.step == 0:
+            self._save(best=False)  # a restart before the first checkpoint keeps this run's global batch
         try:
             while progress.step < self.total_steps and stopped is None:
                 batches = self._start_epoch()
                 self.meter.reset()
-                while progress.batch_in_epoch < self.steps_per_epoch * cfg.optim.accumulate:
+                epoch_samples = self.steps_per_epoch * self.layout.global_batch
+                while progress.sample_in_epoch < epoch_samples:
                     self._optimizer_step(batches)
                     progress.step += 1
-                    progress.batch_in_epoch += cfg.optim.accumulate
+                    progress.sample_in_epoch += self.layout.global_batch
                     self.bar.update(1)
                     if progress.step % cfg.trainer.log_every == 0:
                         self._log_window()
@@ -365,14 +385,17 @@ class Trainer:
                     if cfg.trainer.checkpoint_every and progress.step % cfg.trainer.checkpoint_every == 0:
                         self._collect_failed()
                         self._save(best=False)
+                    if self._workers_over_limit(batches):
+                        stop_workers(self.train_loader, batches)
+                        batches = self._start_epoch()
                 del batches
                 if stopped is not None:
                     break
                 finished = progress.step >= self.total_steps
-                if progress.batch_in_epoch >= self.steps_per_epoch * cfg.optim.accumulate:
+                if progress.sample_in_epoch >= epoch_samples:
                     progress.epoch += 1
-                    progress.batch_in_epoch = 0
-                due = finished or (progress.batch_in_epoch == 0 and progress.epoch % cfg.trainer.eval_every == 0)
+                    progress.sample_in_epoch = 0
+                due = finished or (progress.sample_in_epoch == 0 and progress.epoch % cfg.trainer.eval_every == 0)
                 last = self._end_of_period(evaluate=due)
         finally:
             self.bar.close()

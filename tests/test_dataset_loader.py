@@ -111,6 +111,25 @@ def test_train_sampler_shards_are_disjoint_and_change_with_the_epoch():
     assert [key[0] for key in shards[0]] != first[0]
 
 
+def test_train_sampler_forwards_the_same_groups_in_every_layout_of_a_global_batch():
+    """Global batches of 8: 4 ranks x 1 micro-batch of 2, 2 x 2, 1 x 4 forward the same pairs of samples
+    in each step (slot m x ranks + r), and a start position skips whole global batches."""
+    def forwards(ranks, accumulate, start=0):
+        samplers = [TrainSampler(37, rank, ranks, seed=1, batch_size=2, accumulate=accumulate) for rank in range(ranks)]
+        for sampler in samplers:
+            sampler.set_epoch(3, start)
+        keys = [[key[0] for key in sampler] for sampler in samplers]
+        steps = len(keys[0]) // (2 * accumulate)
+        return [[tuple(keys[slot % ranks][(step * accumulate + slot // ranks) * 2:][:2]) for slot in range(4)]
+                for step in range(steps)]
+    layouts = [forwards(4, 1), forwards(2, 2), forwards(1, 4)]
+    assert layouts[0] == layouts[1] == layouts[2] and len(layouts[0]) == 37 // 8
+    assert len({index for step in layouts[0] for pair in step for index in pair}) == 4 * 8
+    assert forwards(2, 2, start=16) == layouts[0][2:]
+    with pytest.raises(ValueError, match="whole number of global batches"):
+        TrainSampler(37, 0, 2, batch_size=2, accumulate=2).set_epoch(0, 4)
+
+
 def test_eval_sampler_covers_every_index_once():
     for size, world in [(10, 3), (2, 4), (7, 1)]:
         indices = [i for rank in range(world) for i in EvalSampler(size, rank, world)]

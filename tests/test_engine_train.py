@@ -99,7 +99,7 @@ def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(small_data,
         train(demo_config(small_data, tmp_path / "resumed", *overrides))
     monkeypatch.setattr(Trainer, "_optimizer_step", original_step)
     at_crash = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
-    assert (at_crash["step"], at_crash["progress"]["batch_in_epoch"]) == (4, 4)
+    assert (at_crash["step"], at_crash["progress"]["sample_in_epoch"]) == (4, 8)
     train(demo_config(small_data, tmp_path / "resumed", *overrides, "trainer.resume=auto"))
 
     straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")

@@ -71,7 +71,7 @@ def test_sigterm_stops_after_the_step_and_resume_continues_exactly(data, tmp_pat
     assert proc.wait(timeout=60) == 0
     step = assert_stopped_cleanly((tmp_path / "stopped.log").read_text(), "SIGTERM")
     at_stop = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert 3 <= at_stop["step"] == step < STEPS and at_stop["progress"]["batch_in_epoch"] == step
+    assert 3 <= at_stop["step"] == step < STEPS and at_stop["progress"]["sample_in_epoch"] == step
 
     resumed = launch(train_command([*args, "trainer.resume=auto"]), tmp_path / "resumed.log")
     assert resumed.wait(timeout=120) == 0, (tmp_path / "resumed.log").read_text()[-2000:]

@@ -56,6 +56,7 @@ class DataConfig:
     pin_memory: bool = True  # only applied on GPU
     max_replacements: int = 10  # attempts to replace an undecodable training video before giving up
     decode_timeout: float = 0.0  # seconds per video, decoded in a killable child process; 0: no limit
+    worker_max_rss: float = 0.0  # MiB per training loader worker; above it the workers restart between steps; 0: no limit
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
 

@@ -53,10 +53,10 @@ def set_epoch(loader: DataLoader, epoch: int, start: int = 0) -> None:
 
 
 def check_resume(cfg: DataConfig, saved: Mapping[str, Any], saved_world_size: int, world_size: int,
-                 batch_in_epoch: int, path: Path) -> None:
+                 position: int, path: Path) -> None:
     """Shards resume mid-epoch only with the layout that wrote the checkpoint (their order depends on
     it); a UserError naming both layouts otherwise. Folders resume under any layout (engine/train.py)."""
-    if cfg.format != "shards" or batch_in_epoch == 0:
+    if cfg.format != "shards" or position == 0:
         return
     keys = ("batch_size", "num_workers", "shard_buffer")
     then = (saved_world_size, *(saved.get(key) for key in keys))
