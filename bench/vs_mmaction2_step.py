@@ -84,7 +84,7 @@ def their_model(width: float) -> nn.Module:
 def converted_model(theirs: nn.Module, width: float) -> nn.Module:
     """Ours with their weights, through the converter `convert --source mmaction2` uses."""
     conversion = convert_mmaction2({"state_dict": theirs.state_dict(), "meta": {}}, ZOO_FILE)
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), conversion.model)
+    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), conversion.settings["model"])
     cfg.width = width
     ours = build_model(cfg, NUM_CLASSES)
     conversion.check_against(ours, ZOO_FILE)

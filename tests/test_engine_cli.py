@@ -99,7 +99,7 @@ def test_user_mistakes_exit_2_with_one_line(broken_data, tmp_path):
         "missing_root": ["train", f"data.root={tmp_path / 'missing_root'}"],
         "missing.pt": ["test", f"checkpoint={tmp_path / 'missing.pt'}"],
         "corrupt": ["test", f"checkpoint={corrupt}"],
-        "does not match": ["train", "--config", str(DEMO), f"data.root={broken_data}", "model.iaa.enabled=false",
+        "does not match": ["train", "--config", str(DEMO), f"data.root={broken_data}", "model.iaa.enabled=false", "data.batch_size=4",
                            f"trainer.resume={checkpoint}", f"run.output_dir={tmp_path / 'other'}", *QUIET],
     }
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

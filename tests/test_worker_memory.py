@@ -31,6 +31,7 @@ def run(data: Path, out: Path, *extra: str) -> dict:
                                          "logger.wandb.mode=disabled", *extra]))
 
 
+@pytest.mark.slow
 def test_workers_past_the_limit_are_restarted_without_losing_or_repeating_a_sample(data, tmp_path, capsys):
     """A 1 MiB limit (every Python worker is past it): the workers restart after each of steps 1-3, and
     the weights equal those of the run without a limit, so every step got the same clips."""
