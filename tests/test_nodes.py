@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from bench.recovery import SHRINK_TOLERANCE, Nodes, launch, requeue_trial, shrink_trial, train_command
-from configs.compose import CONFIG_DIR, load_config
-from data_prep.synthetic import write_dataset
+from configs.compose import CONFIG_DIR
 from engine.checkpoint import load_checkpoint
 
 DEMO = CONFIG_DIR / "experiments" / "demo.yaml"
@@ -18,12 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("nodes") / "data"
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
-                              "prep.synthetic.val_per_class=1"]).prep.synthetic
-    write_dataset(root, prep, progress=False)
-    return root
+def data(synthetic_dataset) -> Path:
+    return synthetic_dataset()
 
 
 def overrides(root: Path) -> list:

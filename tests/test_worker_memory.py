@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from configs.compose import CONFIG_DIR, load_config
-from data_prep.synthetic import write_dataset
 from engine.checkpoint import load_checkpoint
 from engine.train import train
 from errors import UserError
@@ -16,12 +15,8 @@ DEMO = CONFIG_DIR / "experiments" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("rss") / "data"
-    prep = load_config(None, ["prep.synthetic.size=48", "prep.synthetic.train_per_class=2",
-                              "prep.synthetic.val_per_class=1"]).prep.synthetic
-    write_dataset(root, prep, progress=False)
-    return root
+def data(synthetic_dataset) -> Path:
+    return synthetic_dataset()
 
 
 def run(data: Path, out: Path, *extra: str) -> dict:
